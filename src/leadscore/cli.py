@@ -1,0 +1,240 @@
+"""The `leadscore` command line: every `run` option also reads LEADSCORE_<NAME>."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import sys
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+from leadscore import __version__
+from leadscore.errors import ConfigError, LeadscoreError
+from leadscore.model import load_model
+from leadscore.settings import (
+    DEFAULT_INPUT_TOPICS,
+    PROCESSING_GUARANTEES,
+    KafkaSettings,
+    MetricsSettings,
+    ModelSettings,
+    RedisSettings,
+    Secret,
+    Settings,
+    WorkerSettings,
+    check_topic_name,
+    parse_duration_ms,
+    parse_input_topics,
+    parse_options,
+)
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def option(name: str, *more: str, **kwargs: Any) -> Callable[[F], F]:
+    """A flag whose environment variable is LEADSCORE_<NAME>, shown in --help."""
+    env = "LEADSCORE_" + name.lstrip("-").replace("-", "_").upper()
+    if "kafka_options" in more:
+        env += "S"
+    return click.option(name, *more, envvar=env, show_envvar=True, **kwargs)
+
+
+def connection_options(f: F) -> F:
+    """Where the broker and Redis are, shared by every command that talks to them."""
+    for decorate in reversed([
+        option("--bootstrap-servers", default="localhost:9092", show_default=True,
+               help="Kafka bootstrap servers, host:port[,host:port...]."),
+        option("--redis-url", default="redis://localhost:6379/0", show_default=True,
+               help="Redis URL (redis:// or rediss:// for TLS; a password in it is never "
+                    "printed)."),
+        option("--input-topics", default=DEFAULT_INPUT_TOPICS, show_default=True,
+               help="Comma list of input topics: TOPIC=RecordType (Click, Visit, "
+                    "FormSubmission, Call), or a topic whose name ends in .clicks, .visits, "
+                    ".forms or .calls."),
+        option("--output-topic", default="leads.scores", show_default=True,
+               help="Topic for ScoreChanged and StageTransitioned records."),
+        option("--dlq-topic", default="leads.dlq", show_default=True,
+               help="Dead-letter topic for messages that cannot be processed."),
+        option("--kafka-option", "-X", "kafka_options", multiple=True, metavar="KEY=VALUE",
+               help="librdkafka setting passed through to the clients, repeatable "
+                    "(e.g. -X session.timeout.ms=6000). In the environment: space-separated."),
+        option("--security-protocol",
+               type=click.Choice(["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]),
+               help="Kafka security protocol."),
+        option("--sasl-mechanism", help="SASL mechanism, e.g. SCRAM-SHA-512."),
+        option("--sasl-username", help="SASL user name."),
+        option("--sasl-password", help="SASL password (prefer the environment variable or "
+                                       "--sasl-password-file)."),
+        option("--sasl-password-file", type=click.Path(exists=True, dir_okay=False),
+               help="File holding the SASL password."),
+        option("--ssl-ca-location", help="CA certificate file to verify the brokers."),
+        option("--ssl-certificate-location", help="Client certificate file (mutual TLS)."),
+        option("--ssl-key-location", help="Client private key file (mutual TLS)."),
+        option("--ssl-key-password", help="Password of the client private key."),
+    ]):
+        f = decorate(f)
+    return f
+
+
+def kafka_settings(o: dict[str, Any], **extra: Any) -> KafkaSettings:
+    password = o["sasl_password"]
+    if o["sasl_password_file"]:
+        password = Path(o["sasl_password_file"]).read_text("utf-8").strip()
+    return KafkaSettings(
+        bootstrap_servers=o["bootstrap_servers"],
+        input_topics=parse_input_topics(o["input_topics"]),
+        output_topic=check_topic_name(o["output_topic"]),
+        dlq_topic=check_topic_name(o["dlq_topic"]),
+        security_protocol=o["security_protocol"],
+        sasl_mechanism=o["sasl_mechanism"],
+        sasl_username=o["sasl_username"],
+        sasl_password=Secret(password) if password else None,
+        ssl_ca_location=o["ssl_ca_location"],
+        ssl_certificate_location=o["ssl_certificate_location"],
+        ssl_key_location=o["ssl_key_location"],
+        ssl_key_password=Secret(o["ssl_key_password"]) if o["ssl_key_password"] else None,
+        options=parse_options(_split_env(o["kafka_options"])),
+        **extra,
+    )
+
+
+def _split_env(values: tuple[str, ...]) -> tuple[str, ...]:
+    return tuple(part for value in values for part in value.split())
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(__version__, prog_name="leadscore")
+def main() -> None:
+    """Real-time lead scoring: Kafka events in, state in Redis, scores and stages out.
+
+    Start with `leadscore demo` to see it work on embedded services.
+    """
+
+
+@main.command()
+@connection_options
+@option("--group-id", default="leadscore", show_default=True, help="Kafka consumer group.")
+@option("--group-instance-id", help="Static group membership id (a restart within the session "
+                                    "timeout keeps the partitions without a rebalance).")
+@option("--client-id", default="leadscore", show_default=True, help="Kafka client id.")
+@option("--model", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+        help="Scoring model YAML file. Default: the bundled default model.")
+@option("--metrics-port", type=click.IntRange(0, 65535), default=9400, show_default=True,
+        help="Port of /metrics, /healthz and /readyz; 0 runs no HTTP server.")
+@option("--metrics-host", default="0.0.0.0", show_default=True,
+        help="Address the metrics server listens on.")
+@option("--max-clock-skew", default="5m", show_default=True,
+        help="How far in the future an event may be dated before it is dead-lettered.")
+@option("--processing-guarantee", type=click.Choice(PROCESSING_GUARANTEES),
+        default="at-least-once", show_default=True,
+        help="Output delivery: at-least-once (stable ids, consumers deduplicate) or "
+             "exactly-once (Kafka transactions; not available yet).")
+@option("--emit-anonymous", is_flag=True, default=False,
+        help="Also publish outputs of anonymous profiles (keyed by anonymous id).")
+@option("--batch-size", type=click.IntRange(1, 100_000), default=2000, show_default=True,
+        help="Most messages per batch: larger batches raise throughput.")
+@option("--batch-timeout", default="50ms", show_default=True,
+        help="Longest wait for a batch's first message: lower means lower latency when idle.")
+@option("--state-namespace", default="ls", show_default=True,
+        help="Prefix of every Redis key (a rebuild can write beside the live state).")
+@option("--state-ttl", default="180d", show_default=True,
+        help="A profile's state expires after this long without events.")
+@option("--event-memory", type=click.IntRange(1, 10_000), default=100, show_default=True,
+        help="Event ids remembered per profile to drop re-produced duplicates.")
+@option("--shutdown-timeout", default="30s", show_default=True,
+        help="On SIGTERM, how long to wait for the batch in hand to be published.")
+@option("--log-level", type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"]),
+        default="INFO", show_default=True, help="Log verbosity.")
+def run(**o: Any) -> None:
+    """Run the scoring worker until SIGTERM or Ctrl-C."""
+    _configure_logging(o["log_level"])
+    settings, model = _worker_settings(o)
+    from leadscore.worker import Worker
+
+    stop = threading.Event()
+    _stop_on_signals(stop)
+    logging.getLogger("leadscore").info(
+        "leadscore %s: model %s, group %s", __version__, model.version, settings.kafka.group_id
+    )
+    try:
+        Worker(settings, model).run(stop)
+    except LeadscoreError as exc:
+        raise click.ClickException(str(exc)) from exc
+
+
+def _worker_settings(o: dict[str, Any]) -> tuple[Settings, Any]:
+    try:
+        if o["processing_guarantee"] == "exactly-once":
+            raise ConfigError(
+                "--processing-guarantee exactly-once is not available yet; "
+                "use at-least-once (outputs carry stable ids for deduplication)"
+            )
+        settings = Settings(
+            kafka=kafka_settings(
+                o,
+                group_id=o["group_id"],
+                group_instance_id=o["group_instance_id"],
+                client_id=o["client_id"],
+                processing_guarantee=o["processing_guarantee"],
+            ),
+            redis=RedisSettings(
+                url=Secret(o["redis_url"]),
+                namespace=o["state_namespace"],
+                state_ttl_ms=parse_duration_ms(o["state_ttl"]),
+            ),
+            model=ModelSettings(o["model"]),
+            metrics=MetricsSettings(o["metrics_port"], o["metrics_host"]),
+            worker=WorkerSettings(
+                batch_size=o["batch_size"],
+                batch_timeout_ms=parse_duration_ms(o["batch_timeout"]),
+                max_clock_skew_ms=parse_duration_ms(o["max_clock_skew"]),
+                event_memory=o["event_memory"],
+                emit_anonymous=o["emit_anonymous"],
+                shutdown_timeout_s=parse_duration_ms(o["shutdown_timeout"]) / 1000,
+            ),
+        )
+        model = load_model(settings.model.path)
+    except ConfigError as exc:
+        raise click.UsageError(str(exc)) from exc
+    return settings, model
+
+
+@main.command("check-model")
+@click.argument("path", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+                required=False)
+def check_model(path: Path | None) -> None:
+    """Validate a scoring model file (default: the bundled model) and summarize it."""
+    try:
+        model = load_model(path)
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(f"model {model.version}: valid")
+    click.echo(f"  engagement half-life: {model.half_life_ms / 86_400_000:g} days")
+    click.echo("  points: " + ", ".join(f"{t.value} {p:+g}" for t, p in model.points.items()))
+    if model.fit_attributes:
+        click.echo("  fit: " + ", ".join(f"{a} {p:+g}" for a, p in model.fit_attributes.items()))
+    click.echo("  grades: fit " + ", ".join(f"{n}>={v:g}" for n, v in model.fit_grades.bands)
+               + "; engagement " + ", ".join(f"{n}>={v:g}" for n, v in
+                                             model.engagement_grades.bands))
+    click.echo("  stages: " + " -> ".join(f"{s.name} ({s.min_total:g})" for s in model.stages))
+
+
+def _configure_logging(level: str) -> None:
+    logging.basicConfig(
+        level=getattr(logging, level),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+
+
+def _stop_on_signals(stop: threading.Event) -> None:
+    def handler(signum: int, _frame: object) -> None:
+        logging.getLogger("leadscore").info("%s: finishing the batch in hand",
+                                            signal.Signals(signum).name)
+        stop.set()
+
+    signal.signal(signal.SIGTERM, handler)
+    signal.signal(signal.SIGINT, handler)

@@ -1,0 +1,13 @@
+"""Avro decoding of input records and encoding of output records."""
+
+from leadscore.codec.avro import InputDecoder, OutputEncoder, encode_record
+from leadscore.codec.schemas import INPUT_TYPES, RECORD_EVENT_TYPES, schema
+
+__all__ = [
+    "INPUT_TYPES",
+    "RECORD_EVENT_TYPES",
+    "InputDecoder",
+    "OutputEncoder",
+    "encode_record",
+    "schema",
+]

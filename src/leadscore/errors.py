@@ -1,0 +1,53 @@
+"""One exception tree for the whole worker: every layer raises a subclass of LeadscoreError."""
+
+from __future__ import annotations
+
+
+class LeadscoreError(Exception):
+    """Root of every error leadscore raises on purpose."""
+
+
+class ConfigError(LeadscoreError):
+    """A setting is missing or malformed; the worker refuses to start."""
+
+
+class ModelError(ConfigError):
+    """The scoring model file is invalid; the message names the key path."""
+
+
+class InvalidEvent(LeadscoreError):
+    """An input message cannot be scored; it goes to the dead-letter topic.
+
+    `reason` is the short code written to the `leadscore-error-reason` header.
+    """
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+class DecodeError(InvalidEvent):
+    """The bytes are not a valid record of the topic's schema."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__("undecodable", message)
+
+
+class KafkaUnavailable(LeadscoreError):
+    """The broker cannot be reached or refused a request that may succeed later."""
+
+
+class KafkaFatal(LeadscoreError):
+    """The Kafka client is in a state it cannot recover from (fenced, misconfigured)."""
+
+
+class DeliveryFailed(LeadscoreError):
+    """An output or dead letter was not acknowledged; offsets must not be committed."""
+
+
+class StateUnavailable(LeadscoreError):
+    """Redis cannot be reached; the worker pauses and retries."""
+
+
+class StateConflict(LeadscoreError):
+    """A lead's state changed between read and write; re-read and recompute."""

@@ -1,0 +1,1 @@
+"""Thin adapters around confluent-kafka: the only code that touches its types."""

@@ -1,0 +1,175 @@
+"""Batch consumption of the input topics, with explicit offset commits."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
+
+from leadscore.errors import KafkaFatal, KafkaUnavailable
+
+log = logging.getLogger(__name__)
+
+Partition = tuple[str, int]
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    """One input record, detached from the Kafka client."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+    headers: list[tuple[str, bytes]]
+
+
+class InputConsumer:
+    """Consumes the input topics in batches; offsets are committed only when told to.
+
+    `on_assign` and `on_revoke` are called (inside `poll_batch`) with the partitions that
+    arrive or leave, so the caller can drop what it cached for them.
+    """
+
+    def __init__(
+        self,
+        config: dict[str, Any],
+        topics: Sequence[str],
+        *,
+        on_assign: Callable[[list[Partition]], None] = lambda _: None,
+        on_revoke: Callable[[list[Partition]], None] = lambda _: None,
+    ) -> None:
+        self._consumer = Consumer(
+            {
+                "enable.auto.commit": False,
+                "enable.auto.offset.store": False,
+                "auto.offset.reset": "earliest",
+                **config,
+                "error_cb": self._on_error,
+            }
+        )
+        self._on_assign = on_assign
+        self._on_revoke = on_revoke
+        self._assigned: set[Partition] = set()
+        self._fatal: str | None = None
+        self.connected = False
+        self._consumer.subscribe(
+            list(topics), on_assign=self._assign, on_revoke=self._revoke, on_lost=self._revoke
+        )
+
+    @property
+    def assignment(self) -> set[Partition]:
+        return set(self._assigned)
+
+    def poll_batch(self, max_messages: int, timeout_s: float) -> list[Message]:
+        """Up to `max_messages` records, waiting at most `timeout_s` for the first."""
+        try:
+            records = self._consumer.consume(max_messages, timeout_s)
+        except KafkaException as exc:
+            raise KafkaUnavailable(f"consume failed: {exc}") from exc
+        if self._fatal:
+            raise KafkaFatal(self._fatal)
+        batch: list[Message] = []
+        for record in records:
+            error = record.error()
+            if error is not None:
+                if error.fatal():
+                    raise KafkaFatal(f"consumer fatal error: {error.str()}")
+                if error.code() != KafkaError._PARTITION_EOF:
+                    log.warning("kafka consumer: %s", error.str())
+                continue
+            self.connected = True
+            batch.append(
+                Message(
+                    record.topic(),
+                    record.partition(),
+                    record.offset(),
+                    record.key(),
+                    record.value(),
+                    record.headers() or [],
+                )
+            )
+        return batch
+
+    def commit(self, next_offsets: dict[Partition, int]) -> None:
+        """Commit, synchronously, the next offset to read of each partition."""
+        if not next_offsets:
+            return
+        offsets = [TopicPartition(t, p, o) for (t, p), o in next_offsets.items()]
+        try:
+            results = self._consumer.commit(offsets=offsets, asynchronous=False)
+        except KafkaException as exc:
+            raise KafkaUnavailable(f"offset commit failed: {exc}") from exc
+        for tp in results or []:
+            if tp.error is not None:
+                raise KafkaUnavailable(f"offset commit failed for {tp.topic}[{tp.partition}]")
+
+    def keep_alive(self) -> None:
+        """Serve group callbacks while a batch waits, without taking new messages.
+
+        Fetching is paused; a message that still arrives (from a partition assigned just
+        now) is sought back, so it is consumed again once `resume()` is called.
+        """
+        self._consumer.pause([TopicPartition(t, p) for t, p in self._assigned])
+        try:
+            records = self._consumer.consume(100, 0)
+        except KafkaException as exc:
+            log.warning("kafka consumer: %s", exc)
+            return
+        first: dict[Partition, int] = {}
+        for record in records:
+            if record.error() is None:
+                first.setdefault((record.topic(), record.partition()), record.offset())
+        for (topic, partition), offset in first.items():
+            self._consumer.pause([TopicPartition(topic, partition)])
+            self._consumer.seek(TopicPartition(topic, partition, offset))
+
+    def resume(self) -> None:
+        """Fetch again from every assigned partition."""
+        self._consumer.resume([TopicPartition(t, p) for t, p in self._assigned])
+
+    def lag(self) -> dict[Partition, int]:
+        """Records behind the end of each assigned partition.
+
+        Built on the high watermarks carried in fetch responses (`cached=True`), which are
+        right on every Kafka-protocol broker, not on a ListOffsets request.
+        """
+        positions = self._consumer.position([TopicPartition(t, p) for t, p in self._assigned])
+        lag: dict[Partition, int] = {}
+        for tp in positions:
+            _, high = self._consumer.get_watermark_offsets(tp, cached=True)
+            if high >= 0 and tp.offset >= 0:
+                lag[(tp.topic, tp.partition)] = max(high - tp.offset, 0)
+        return lag
+
+    def close(self) -> None:
+        """Leave the group (a clean, fast rebalance for the others)."""
+        self._consumer.close()
+
+    def _assign(self, _consumer: Any, partitions: list[TopicPartition]) -> None:
+        added = [(tp.topic, tp.partition) for tp in partitions]
+        self._assigned.update(added)
+        self.connected = True
+        log.info("assigned %s", _describe(added))
+        self._on_assign(added)
+
+    def _revoke(self, _consumer: Any, partitions: list[TopicPartition]) -> None:
+        removed = [(tp.topic, tp.partition) for tp in partitions]
+        self._assigned.difference_update(removed)
+        log.info("revoked %s", _describe(removed))
+        self._on_revoke(removed)
+
+    def _on_error(self, error: KafkaError) -> None:
+        if error.fatal():
+            self._fatal = f"consumer fatal error: {error.str()}"
+        if error.code() == KafkaError._ALL_BROKERS_DOWN:
+            self.connected = False
+        log.warning("kafka consumer: %s", error.str())
+
+
+def _describe(partitions: list[Partition]) -> str:
+    return ", ".join(f"{t}[{p}]" for t, p in sorted(partitions)) or "nothing"

@@ -1,0 +1,1 @@
+"""The pure scoring core: previous state + events + model -> new state + output events."""

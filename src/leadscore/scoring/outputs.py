@@ -1,0 +1,69 @@
+"""Output events of the core, with ids that are a function of their cause."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from typing import Literal
+
+from leadscore.scoring.events import ProfileKey
+
+OutputKind = Literal["score_changed", "stage_transitioned"]
+
+_ID_NAMESPACE = uuid.UUID("6c2b1f0e-5d1a-4d8e-9a41-2f1c8c3e7b55")
+
+
+def output_id(profile: ProfileKey, cause_event_id: str, kind: OutputKind, index: int) -> str:
+    """Deterministic id: a replay of the same cause republishes the same id."""
+    name = f"{profile.kind}/{profile.id}/{cause_event_id}/{kind}/{index}"
+    return str(uuid.uuid5(_ID_NAMESPACE, name))
+
+
+@dataclass(frozen=True, slots=True)
+class Reason:
+    rule: str
+    points: float
+
+
+@dataclass(frozen=True, slots=True)
+class ScoreChanged:
+    event_id: str
+    profile: ProfileKey
+    occurred_at: int
+    as_of: int
+    model_version: str
+    cause_event_id: str
+    fit: float
+    engagement: float
+    total: float
+    previous_total: float
+    delta: float
+    grade: str
+    stage: str
+    reasons: tuple[Reason, ...]
+    contact_allowed: bool
+    speed_to_lead_ms: int | None = None
+
+    kind: OutputKind = "score_changed"
+
+
+@dataclass(frozen=True, slots=True)
+class StageTransitioned:
+    event_id: str
+    profile: ProfileKey
+    occurred_at: int
+    as_of: int
+    model_version: str
+    cause_event_id: str
+    from_stage: str | None
+    to_stage: str
+    reason: str
+    fit: float
+    engagement: float
+    total: float
+    time_in_previous_stage_ms: int | None
+
+    kind: OutputKind = "stage_transitioned"
+
+
+Output = ScoreChanged | StageTransitioned

@@ -1,0 +1,197 @@
+"""Fold a profile's events into its state and derive the outputs they cause.
+
+Pure: no I/O, no clock. The same state, events and model always give the same result.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from leadscore.model import Model
+from leadscore.scoring.engagement import decay_factor
+from leadscore.scoring.events import Event, ProfileKey
+from leadscore.scoring.outputs import Output, Reason, ScoreChanged, StageTransitioned, output_id
+from leadscore.scoring.state import LeadState, event_digest
+
+DEFAULT_EVENT_MEMORY = 100
+
+
+@dataclass(slots=True)
+class Scored:
+    """The result of folding events: the new state, its outputs and what was skipped."""
+
+    state: LeadState
+    outputs: list[Output] = field(default_factory=list)
+    applied: int = 0
+    duplicates: int = 0
+
+
+def score(
+    profile: ProfileKey,
+    state: LeadState | None,
+    events: Iterable[Event],
+    model: Model,
+    *,
+    memory: int = DEFAULT_EVENT_MEMORY,
+) -> Scored:
+    """Fold `events` (in arrival order) into a copy of `state`.
+
+    An event whose id is among the profile's last `memory` event ids is a redelivery and
+    changes nothing. Every other event is applied once and may emit a StageTransitioned
+    and/or a ScoreChanged, each with an id derived from the event's id.
+    """
+    new = _copy(state) if state is not None else LeadState()
+    result = Scored(new)
+    for event in events:
+        digest = event_digest(event.event_id)
+        if digest in new.recent:
+            result.duplicates += 1
+            continue
+        _apply(new, event, model)
+        new.recent.append(digest)
+        if len(new.recent) > memory:
+            del new.recent[: len(new.recent) - memory]
+        result.applied += 1
+        result.outputs.extend(_outputs(profile, new, event, model))
+    return result
+
+
+def _apply(state: LeadState, event: Event, model: Model) -> None:
+    """Fold one event into the state: engagement with decay, attributes, consent."""
+    t = event.occurred_at
+    rule = event.type.value
+    points = model.points.get(event.type, 0.0)
+    if state.events == 0:
+        state.as_of = t
+        state.first_seen = t
+    if t > state.as_of:
+        factor = decay_factor(t - state.as_of, model.half_life_ms)
+        state.engagement *= factor
+        for name in state.pending:
+            state.pending[name] *= factor
+        state.as_of = t
+        earned = points
+    else:
+        # a late event: decay its points to the lead's clock instead of the score
+        earned = points * decay_factor(state.as_of - t, model.half_life_ms)
+    state.engagement += earned
+    if earned:
+        state.pending[rule] = state.pending.get(rule, 0.0) + earned
+    state.first_seen = min(state.first_seen, t)
+    state.events += 1
+    for name, value in (*event.traits.items(), *event.fields.items()):
+        known = state.attributes.get(name)
+        if known is None or known[1] <= t:
+            state.attributes[name] = (value, t)
+    if event.consent is not None and (state.consent is None or state.consent[1] <= t):
+        state.consent = (event.consent.contact, t)
+
+
+def _outputs(profile: ProfileKey, state: LeadState, event: Event, model: Model) -> list[Output]:
+    """Compare the state with what was last published and emit what changed."""
+    fit = model.fit(state.attribute_values())
+    engagement = state.engagement
+    total = fit + engagement
+    grade = model.grade(fit, engagement)
+    stage = model.stage(total)
+    contact = state.consent[0] if state.consent else model.contact_allowed_by_default
+    outputs: list[Output] = []
+
+    if stage.name != state.stage:
+        previous = state.stage
+        outputs.append(
+            StageTransitioned(
+                event_id=output_id(profile, event.event_id, "stage_transitioned", len(outputs)),
+                profile=profile,
+                occurred_at=event.occurred_at,
+                as_of=state.as_of,
+                model_version=model.version,
+                cause_event_id=event.event_id,
+                from_stage=previous,
+                to_stage=stage.name,
+                reason=_transition_reason(model, previous, stage.name),
+                fit=fit,
+                engagement=engagement,
+                total=total,
+                time_in_previous_stage_ms=(
+                    state.as_of - state.stage_since if state.stage_since is not None else None
+                ),
+            )
+        )
+        state.stage = stage.name
+        state.stage_since = state.as_of
+
+    if (
+        outputs
+        or round(total, 1) != round(state.published_total, 1)
+        or grade != state.published_grade
+        or contact != state.published_contact
+    ):
+        outputs.append(
+            ScoreChanged(
+                event_id=output_id(profile, event.event_id, "score_changed", len(outputs)),
+                profile=profile,
+                occurred_at=event.occurred_at,
+                as_of=state.as_of,
+                model_version=model.version,
+                cause_event_id=event.event_id,
+                fit=fit,
+                engagement=engagement,
+                total=total,
+                previous_total=state.published_total,
+                delta=total - state.published_total,
+                grade=grade,
+                stage=stage.name,
+                reasons=_reasons(state, fit, engagement),
+                contact_allowed=contact,
+            )
+        )
+        state.published_total = total
+        state.published_fit = fit
+        state.published_grade = grade
+        state.published_contact = contact
+        state.pending.clear()
+    return outputs
+
+
+def _reasons(state: LeadState, fit: float, engagement: float) -> tuple[Reason, ...]:
+    """Why the total moved since the last output; the points add up to the delta.
+
+    Rule points earned since then (decayed to `as_of`), the change in fit, and decay:
+    what the previously published engagement lost over the event time that passed.
+    """
+    earned = sum(state.pending.values())
+    previous_engagement = state.published_total - state.published_fit
+    parts = [Reason(rule, points) for rule, points in sorted(state.pending.items())]
+    parts.append(Reason("fit", fit - state.published_fit))
+    parts.append(Reason("decay", engagement - earned - previous_engagement))
+    return tuple(r for r in parts if abs(r.points) > 1e-9)
+
+
+def _transition_reason(model: Model, previous: str | None, current: str) -> str:
+    if previous is None:
+        return "first_event"
+    order = [s.name for s in model.stages]
+    if previous not in order:
+        return "model_changed"
+    return "score_rose" if order.index(current) > order.index(previous) else "score_fell"
+
+
+def _copy(state: LeadState) -> LeadState:
+    return LeadState(
+        engagement=state.engagement,
+        as_of=state.as_of,
+        first_seen=state.first_seen,
+        events=state.events,
+        attributes=dict(state.attributes),
+        consent=state.consent,
+        stage=state.stage,
+        stage_since=state.stage_since,
+        published_total=state.published_total,
+        published_fit=state.published_fit,
+        published_grade=state.published_grade,
+        published_contact=state.published_contact,
+        pending=dict(state.pending),
+        recent=list(state.recent),
+    )

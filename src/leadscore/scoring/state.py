@@ -1,0 +1,47 @@
+"""The per-profile state the core folds events into."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+from dataclasses import dataclass, field
+
+
+def event_digest(event_id: str) -> str:
+    """A short, fixed-size fingerprint of an event id for the redelivery memory.
+
+    64 bits: the chance of two of a lead's last few hundred ids colliding is ~1e-15.
+    """
+    raw = hashlib.blake2b(event_id.encode("utf-8"), digest_size=8).digest()
+    return base64.b64encode(raw).decode("ascii")[:11]
+
+
+@dataclass(slots=True)
+class LeadState:
+    """Everything the worker remembers about one profile.
+
+    `engagement` is the engagement score at `as_of` (the newest event time folded in).
+    `attributes` maps a profile attribute to (value, event time it was set), so that the
+    latest value wins by event time, not by arrival order. The `published_*` fields are
+    what the last output said, so the next output can report a delta and its reasons;
+    `pending` holds rule points earned since then, decayed to `as_of` like `engagement`.
+    """
+
+    engagement: float = 0.0
+    as_of: int = 0
+    first_seen: int = 0
+    events: int = 0
+    attributes: dict[str, tuple[str, int]] = field(default_factory=dict)
+    consent: tuple[bool, int] | None = None
+    stage: str | None = None
+    stage_since: int | None = None
+    published_total: float = 0.0
+    published_fit: float = 0.0
+    published_grade: str | None = None
+    published_contact: bool | None = None
+    pending: dict[str, float] = field(default_factory=dict)
+    recent: list[str] = field(default_factory=list)
+
+    def attribute_values(self) -> dict[str, str]:
+        """The current value of every known attribute."""
+        return {name: value for name, (value, _) in self.attributes.items()}

@@ -1,0 +1,231 @@
+"""One typed, frozen settings object, built from command-line flags and LEADSCORE_* variables.
+
+Secrets (SASL and key passwords, a password inside the Redis URL) are wrapped in `Secret`
+and never appear in `repr()`, logs or errors.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+from leadscore.codec.schemas import INPUT_TYPES
+from leadscore.errors import ConfigError
+
+TOPIC_SUFFIXES = {
+    ".clicks": "Click",
+    ".visits": "Visit",
+    ".forms": "FormSubmission",
+    ".calls": "Call",
+}
+DEFAULT_INPUT_TOPICS = "leads.clicks,leads.visits,leads.forms,leads.calls"
+PROCESSING_GUARANTEES = ("at-least-once", "exactly-once")
+_TOPIC_NAME = re.compile(r"^[A-Za-z0-9._-]{1,249}$")
+
+
+def redacted_url(url: str) -> str:
+    """The URL with any password replaced by `***`."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    user = parts.username or ""
+    host = parts.hostname or ""
+    port = f":{parts.port}" if parts.port else ""
+    return urlunsplit(parts._replace(netloc=f"{user}:***@{host}{port}"))
+
+
+@dataclass(frozen=True, slots=True)
+class Secret:
+    """A value that must not be printed."""
+
+    value: str = field(repr=False)
+
+    def __repr__(self) -> str:
+        return "Secret('***')"
+
+    def __str__(self) -> str:
+        return "***"
+
+
+@dataclass(frozen=True, slots=True)
+class InputTopic:
+    name: str
+    record_type: str
+
+
+@dataclass(frozen=True, slots=True)
+class KafkaSettings:
+    bootstrap_servers: str = "localhost:9092"
+    group_id: str = "leadscore"
+    group_instance_id: str | None = None
+    client_id: str = "leadscore"
+    input_topics: tuple[InputTopic, ...] = ()
+    output_topic: str = "leads.scores"
+    dlq_topic: str = "leads.dlq"
+    processing_guarantee: str = "at-least-once"
+    security_protocol: str | None = None
+    sasl_mechanism: str | None = None
+    sasl_username: str | None = None
+    sasl_password: Secret | None = None
+    ssl_ca_location: str | None = None
+    ssl_certificate_location: str | None = None
+    ssl_key_location: str | None = None
+    ssl_key_password: Secret | None = None
+    options: tuple[tuple[str, str], ...] = ()
+
+    def common_config(self) -> dict[str, Any]:
+        """librdkafka settings shared by the consumer, the producer and the admin client."""
+        config: dict[str, Any] = {
+            "bootstrap.servers": self.bootstrap_servers,
+            "client.id": self.client_id,
+        }
+        optional = {
+            "security.protocol": self.security_protocol,
+            "sasl.mechanism": self.sasl_mechanism,
+            "sasl.username": self.sasl_username,
+            "sasl.password": self.sasl_password.value if self.sasl_password else None,
+            "ssl.ca.location": self.ssl_ca_location,
+            "ssl.certificate.location": self.ssl_certificate_location,
+            "ssl.key.location": self.ssl_key_location,
+            "ssl.key.password": self.ssl_key_password.value if self.ssl_key_password else None,
+        }
+        config.update({k: v for k, v in optional.items() if v is not None})
+        config.update(dict(self.options))
+        return config
+
+    def consumer_config(self) -> dict[str, Any]:
+        config = {"group.id": self.group_id, **self.common_config()}
+        if self.group_instance_id:
+            config["group.instance.id"] = self.group_instance_id
+        return _only_for(config, "consumer")
+
+    def producer_config(self) -> dict[str, Any]:
+        return _only_for({"linger.ms": 5, **self.common_config()}, "producer")
+
+    def admin_config(self) -> dict[str, Any]:
+        return _only_for(self.common_config(), "admin")
+
+
+# pass-through options that only make sense for one client type; others would warn
+_CONSUMER_ONLY = ("session.timeout.ms", "heartbeat.interval.ms", "max.poll.interval.ms",
+                  "fetch.", "auto.offset.reset", "partition.assignment.strategy",
+                  "isolation.level", "group.", "queued.", "enable.auto.")
+_PRODUCER_ONLY = ("linger.ms", "batch.", "acks", "compression.", "enable.idempotence",
+                  "message.send.max.retries", "queue.buffering.", "delivery.timeout.ms",
+                  "transactional.", "request.required.acks")
+
+
+def _only_for(config: dict[str, Any], client: str) -> dict[str, Any]:
+    def keep(key: str) -> bool:
+        if client != "consumer" and key.startswith(_CONSUMER_ONLY):
+            return False
+        return not (client != "producer" and key.startswith(_PRODUCER_ONLY))
+
+    return {k: v for k, v in config.items() if keep(k)}
+
+
+@dataclass(frozen=True, slots=True)
+class RedisSettings:
+    url: Secret = Secret("redis://localhost:6379/0")
+    namespace: str = "ls"
+    state_ttl_ms: int = 180 * 86_400_000
+
+    def __repr__(self) -> str:
+        return (f"RedisSettings(url={redacted_url(self.url.value)!r}, "
+                f"namespace={self.namespace!r}, state_ttl_ms={self.state_ttl_ms})")
+
+
+@dataclass(frozen=True, slots=True)
+class ModelSettings:
+    path: Path | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class MetricsSettings:
+    port: int = 9400
+    host: str = "0.0.0.0"
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerSettings:
+    batch_size: int = 2000
+    batch_timeout_ms: int = 50
+    max_clock_skew_ms: int = 300_000
+    event_memory: int = 100
+    emit_anonymous: bool = False
+    shutdown_timeout_s: float = 30.0
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    kafka: KafkaSettings = KafkaSettings()
+    redis: RedisSettings = RedisSettings()
+    model: ModelSettings = ModelSettings()
+    metrics: MetricsSettings = MetricsSettings()
+    worker: WorkerSettings = WorkerSettings()
+
+
+def parse_input_topics(text: str) -> tuple[InputTopic, ...]:
+    """`TOPIC=RecordType` entries, or topics named `*.clicks|visits|forms|calls`."""
+    topics: list[InputTopic] = []
+    for entry in (e.strip() for e in text.split(",")):
+        if not entry:
+            continue
+        name, _, record_type = entry.partition("=")
+        name, record_type = name.strip(), record_type.strip()
+        if not record_type:
+            record_type = next(
+                (rt for suffix, rt in TOPIC_SUFFIXES.items() if name.endswith(suffix)), ""
+            )
+            if not record_type:
+                raise ConfigError(
+                    f"input topic {name!r}: name the record type (TOPIC=RecordType, one of "
+                    f"{', '.join(INPUT_TYPES)}) or use a name ending in "
+                    f"{', '.join(TOPIC_SUFFIXES)}"
+                )
+        if record_type not in INPUT_TYPES:
+            raise ConfigError(
+                f"input topic {name!r}: unknown record type {record_type!r}; "
+                f"one of {', '.join(INPUT_TYPES)}"
+            )
+        check_topic_name(name)
+        if any(t.name == name for t in topics):
+            raise ConfigError(f"input topic {name!r} is listed twice")
+        topics.append(InputTopic(name, record_type))
+    if not topics:
+        raise ConfigError("no input topics given")
+    return tuple(topics)
+
+
+def check_topic_name(name: str) -> str:
+    if not _TOPIC_NAME.match(name):
+        raise ConfigError(
+            f"{name!r} is not a valid Kafka topic name (letters, digits, '.', '_', '-')"
+        )
+    return name
+
+
+def parse_options(entries: tuple[str, ...]) -> tuple[tuple[str, str], ...]:
+    """librdkafka pass-through settings given as `KEY=VALUE`."""
+    options = []
+    for entry in entries:
+        key, sep, value = entry.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"Kafka option {entry!r}: expected KEY=VALUE, e.g. linger.ms=5")
+        options.append((key.strip(), value.strip()))
+    return tuple(options)
+
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
+_UNIT_MS = {"ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000, "d": 86_400_000}
+
+
+def parse_duration_ms(text: str) -> int:
+    """`1500ms`, `30s`, `5m`, `2h`, `180d`; a bare number is seconds."""
+    match = _DURATION.match(str(text))
+    if not match:
+        raise ConfigError(f"{text!r} is not a duration; examples: 500ms, 30s, 5m, 2h, 180d")
+    return round(float(match.group(1)) * _UNIT_MS[match.group(2) or "s"])

@@ -1,0 +1,52 @@
+"""LeadState <-> bytes: compact JSON with short keys (hundreds of bytes per lead)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from leadscore.scoring.state import LeadState
+
+
+def encode_state(state: LeadState) -> bytes:
+    doc: dict[str, Any] = {
+        "e": state.engagement,
+        "t": state.as_of,
+        "f": state.first_seen,
+        "n": state.events,
+        "a": state.attributes,
+        "st": state.stage,
+        "ss": state.stage_since,
+        "pt": state.published_total,
+        "pf": state.published_fit,
+        "pg": state.published_grade,
+        "r": state.recent,
+    }
+    if state.consent is not None:
+        doc["c"] = state.consent
+    if state.published_contact is not None:
+        doc["pc"] = state.published_contact
+    if state.pending:
+        doc["p"] = state.pending
+    return json.dumps(doc, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+
+
+def decode_state(raw: bytes) -> LeadState:
+    doc = json.loads(raw)
+    consent = doc.get("c")
+    return LeadState(
+        engagement=doc["e"],
+        as_of=doc["t"],
+        first_seen=doc["f"],
+        events=doc["n"],
+        attributes={k: (v[0], v[1]) for k, v in doc["a"].items()},
+        consent=(consent[0], consent[1]) if consent else None,
+        stage=doc["st"],
+        stage_since=doc["ss"],
+        published_total=doc["pt"],
+        published_fit=doc["pf"],
+        published_grade=doc["pg"],
+        published_contact=doc.get("pc"),
+        pending=doc.get("p", {}),
+        recent=doc["r"],
+    )

@@ -1,0 +1,34 @@
+"""Every Redis key name, in one place.
+
+Keys are hash-tagged by profile (`{<id>}`) so that all keys of one profile fall in one
+Redis Cluster slot, and prefixed by a namespace so that a rebuild can write beside the
+live state.
+"""
+
+from __future__ import annotations
+
+from leadscore.scoring.events import ProfileKey
+
+VERSION_FIELD = "v"
+STATE_FIELD = "s"
+WATERMARK_PREFIX = "w:"
+
+
+def profile_key(namespace: str, profile: ProfileKey) -> str:
+    """The hash holding a profile's state, version and offset watermarks."""
+    return f"{namespace}:{profile.kind}:{{{profile.id}}}"
+
+
+def profile_pattern(namespace: str, kind: str = "*") -> str:
+    """A SCAN pattern matching every profile hash of a namespace."""
+    return f"{namespace}:{kind}:{{*}}"
+
+
+def watermark_field(topic: str, partition: int) -> str:
+    """The hash field holding the highest offset of `topic[partition]` applied to a profile."""
+    return f"{WATERMARK_PREFIX}{topic}:{partition}"
+
+
+def parse_watermark_field(field: str) -> tuple[str, int]:
+    topic, _, partition = field[len(WATERMARK_PREFIX) :].rpartition(":")
+    return topic, int(partition)

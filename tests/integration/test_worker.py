@@ -1,0 +1,148 @@
+"""The worker end to end on a real broker and a real Redis."""
+
+from __future__ import annotations
+
+import fastavro
+import pytest
+
+from leadscore.codec import schema
+from leadscore.codec.avro import encode_record
+from leadscore.scoring.events import ProfileKey
+from leadscore.state.store import StateStore
+from tests.integration.conftest import Env, wait_until
+from tests.records import encoded, now_ms, record
+
+
+def decode_output(message: object) -> tuple[str, dict[str, object]]:
+    import io
+
+    headers = dict(message.headers())  # type: ignore[attr-defined]
+    kind = headers["leadscore-type"].decode()
+    record_type = "ScoreChanged" if kind == "score_changed" else "StageTransitioned"
+    value = fastavro.schemaless_reader(
+        io.BytesIO(message.value()), schema(record_type), None  # type: ignore[attr-defined]
+    )
+    return kind, value
+
+
+def stored(env: Env, lead: str) -> object:
+    store = StateStore(env.redis, namespace=env.prefix, ttl_ms=0)
+    return store.read(ProfileKey("lead", lead))
+
+
+def test_events_in_outputs_out(env: Env) -> None:
+    t = now_ms() - 60_000
+    env.produce([
+        (env.topic("visits"), b"L1", encoded("Visit", "L1", event_id="v1", occurred_at=t)),
+        (env.topic("forms"), b"L1",
+         encoded("FormSubmission", "L1", event_id="f1", occurred_at=t + 1000)),
+    ])
+    env.start_worker()
+    messages = env.consume("scores", 4)
+    outputs = [decode_output(m) for m in messages]
+    assert all(m.key() == b"L1" for m in messages)
+    kinds = [k for k, _ in outputs]
+    assert kinds.count("stage_transitioned") == 2
+    assert kinds.count("score_changed") == 2
+    first_transition = next(v for k, v in outputs if k == "stage_transitioned")
+    assert first_transition["from_stage"] is None
+    assert first_transition["to_stage"] == "visitor"
+    assert first_transition["reason"] == "first_event"
+    last_score = [v for k, v in outputs if k == "score_changed"][-1]
+    # visit 1 point (decayed over one second) + form 15 + fit 5 for the company field
+    assert last_score["total"] == pytest.approx(21.0, abs=1e-3)
+    assert last_score["stage"] == "contact"
+    assert last_score["lead_id"] == "L1"
+    assert last_score["contact_allowed"] is True
+    assert last_score["cause_event_id"] == "f1"
+    assert last_score["as_of"] == t + 1000
+    assert sum(r["points"] for r in last_score["reasons"]) == pytest.approx(
+        last_score["delta"]
+    )
+    assert last_score["model_version"] == "builtin-1"
+    wait_until(lambda: env.committed()[env.topic("forms")] == 1, what="offsets committed")
+
+
+def test_garbage_goes_to_the_dead_letter_topic_and_the_next_message_is_processed(
+    env: Env,
+) -> None:
+    future = now_ms() + 3_600_000
+    env.produce([
+        (env.topic("clicks"), b"k", b"\xff\x00garbage"),
+        (env.topic("clicks"), None, encoded("Click", None, anonymous_id=None)),
+        (env.topic("clicks"), b"L2", encoded("Click", "L2", occurred_at=future)),
+        (env.topic("visits"), b"L2", encoded("Visit", "L2", event_id="good")),
+    ])
+    env.start_worker()
+    dead = env.consume("dlq", 3)
+    reasons = []
+    for message in dead:
+        headers = dict(message.headers())
+        reasons.append(headers["leadscore-error-reason"].decode())
+        assert headers["leadscore-source-topic"].decode() == env.topic("clicks")
+        assert headers["leadscore-source-partition"] == b"0"
+        assert headers["leadscore-error-message"]
+    assert reasons == ["undecodable", "missing-id", "future-timestamp"]
+    assert dead[0].value() == b"\xff\x00garbage"
+    assert dead[0].key() == b"k"
+    assert [dict(m.headers())["leadscore-source-offset"] for m in dead] == [b"0", b"1", b"2"]
+    outputs = [decode_output(m) for m in env.consume("scores", 2)]
+    assert {v["cause_event_id"] for _, v in outputs} == {"good"}
+
+
+def test_a_redelivered_event_id_changes_nothing(env: Env) -> None:
+    value = encoded("FormSubmission", "L3", event_id="dup")
+    env.produce([(env.topic("forms"), b"L3", value)] * 3)
+    env.produce([(env.topic("forms"), b"L3", encoded("FormSubmission", "L3", event_id="after"))])
+    env.start_worker()
+    wait_until(lambda: env.committed()[env.topic("forms")] == 4, what="offsets committed")
+    outputs = [decode_output(m) for m in env.consume("scores", 10, timeout_s=3)]
+    causes = [v["cause_event_id"] for _, v in outputs]
+    # the first form: the first transition and a score; the copies: nothing; then "after"
+    assert causes[:2] == ["dup", "dup"]
+    assert set(causes[2:]) == {"after"}
+    assert outputs[-1][1]["total"] == pytest.approx(35.0, abs=1e-3)
+    assert stored(env, "L3").state.events == 2  # type: ignore[attr-defined]
+
+
+def test_restart_from_committed_offsets_double_counts_nothing(env: Env) -> None:
+    t = now_ms() - 10_000
+    env.produce([(env.topic("visits"), b"L4",
+                  encoded("Visit", "L4", event_id=f"v{i}", occurred_at=t + i)) for i in range(5)])
+    first = env.start_worker()
+    wait_until(lambda: env.committed()[env.topic("visits")] == 5, what="first commit")
+    first.stop()
+    before = stored(env, "L4")
+    env.produce([(env.topic("visits"), b"L4",
+                  encoded("Visit", "L4", event_id=f"w{i}", occurred_at=t + 10 + i))
+                 for i in range(3)])
+    second = env.start_worker()
+    wait_until(lambda: env.committed()[env.topic("visits")] == 8, what="second commit")
+    second.stop()
+    after = stored(env, "L4")
+    assert before.state.events == 5  # type: ignore[attr-defined]
+    assert after.state.events == 8  # type: ignore[attr-defined]
+
+
+def test_a_replay_from_the_beginning_changes_no_state(env: Env) -> None:
+    env.produce([(env.topic("calls"), b"L5", encoded("Call", "L5", event_id=f"c{i}"))
+                 for i in range(4)])
+    worker = env.start_worker()
+    wait_until(lambda: env.committed()[env.topic("calls")] == 4, what="commit")
+    worker.stop()
+    before = stored(env, "L5")
+    # a new group replays the topic from offset 0: the watermarks catch every message
+    replay = env.start_worker(group_id=f"{env.prefix}-replay")
+    skipped = replay.worker.metrics.events_skipped.labels("watermark")
+    wait_until(lambda: skipped._value.get() == 4, what="replayed messages skipped")
+    replay.stop()
+    after = stored(env, "L5")
+    assert after.version == before.version  # type: ignore[attr-defined]
+    assert after.state == before.state  # type: ignore[attr-defined]
+
+
+def test_encode_record_rejects_a_record_missing_a_field() -> None:
+    bad = record("Click", "L6")
+    del bad["url"]
+    with pytest.raises(ValueError, match="url"):
+        encode_record("Click", bad)

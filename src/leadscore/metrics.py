@@ -25,21 +25,29 @@ class Metrics:
         self.registry = CollectorRegistry()
         r = self.registry
         self.events_consumed = Counter(
-            "leadscore_events_consumed", "Input events decoded, by event type.", ["type"],
+            "leadscore_events_consumed",
+            "Input events decoded, by event type.",
+            ["type"],
             registry=r,
         )
         self.events_dead_lettered = Counter(
             "leadscore_events_dead_lettered",
-            "Input messages copied to the dead-letter topic, by reason.", ["reason"], registry=r,
+            "Input messages copied to the dead-letter topic, by reason.",
+            ["reason"],
+            registry=r,
         )
         self.events_skipped = Counter(
             "leadscore_events_skipped",
             "Events already applied and not counted again: a replayed offset (watermark) "
-            "or a redelivered event id (event_id).", ["cause"], registry=r,
+            "or a redelivered event id (event_id).",
+            ["cause"],
+            registry=r,
         )
         self.outputs_produced = Counter(
-            "leadscore_outputs_produced", "Output events acknowledged by the broker, by kind.",
-            ["kind"], registry=r,
+            "leadscore_outputs_produced",
+            "Output events acknowledged by the broker, by kind.",
+            ["kind"],
+            registry=r,
         )
         self.state_conflicts = Counter(
             "leadscore_state_conflicts",
@@ -48,25 +56,34 @@ class Metrics:
         )
         self.batch_duration = Histogram(
             "leadscore_batch_duration_seconds",
-            "Time from consuming a batch to committing its offsets.", buckets=_FAST_BUCKETS,
+            "Time from consuming a batch to committing its offsets.",
+            buckets=_FAST_BUCKETS,
             registry=r,
         )
         self.batch_size = Histogram(
-            "leadscore_batch_messages", "Messages per consumed batch.",
-            buckets=(1, 10, 50, 100, 250, 500, 1000, 2500, 5000, 10000), registry=r,
+            "leadscore_batch_messages",
+            "Messages per consumed batch.",
+            buckets=(1, 10, 50, 100, 250, 500, 1000, 2500, 5000, 10000),
+            registry=r,
         )
         self.event_to_publish = Histogram(
             "leadscore_event_to_publish_seconds",
-            "From an output's cause event occurring (event time) to the output being "
-            "acknowledged.", buckets=_LATENCY_BUCKETS, registry=r,
+            "From an output's cause event occurring (event time) to the output being acknowledged.",
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
         )
         self.consumer_lag = Gauge(
-            "leadscore_consumer_lag_messages", "Messages behind the end of each assigned "
-            "partition.", ["topic", "partition"], registry=r,
+            "leadscore_consumer_lag_messages",
+            "Messages behind the end of each assigned partition.",
+            ["topic", "partition"],
+            registry=r,
         )
         self.redis_duration = Histogram(
-            "leadscore_redis_call_duration_seconds", "Duration of Redis round trips.",
-            ["operation"], buckets=_FAST_BUCKETS, registry=r,
+            "leadscore_redis_call_duration_seconds",
+            "Duration of Redis round trips.",
+            ["operation"],
+            buckets=_FAST_BUCKETS,
+            registry=r,
         )
         self.ready = Gauge(
             "leadscore_ready", "1 when connected to Kafka and Redis and consuming.", registry=r
@@ -89,8 +106,9 @@ class Metrics:
 class MetricsServer:
     """Serves /metrics, /healthz (the process is alive) and /readyz (`ready()` is true)."""
 
-    def __init__(self, metrics: Metrics, port: int, ready: Callable[[], bool],
-                 host: str = "0.0.0.0") -> None:
+    def __init__(
+        self, metrics: Metrics, port: int, ready: Callable[[], bool], host: str = "0.0.0.0"
+    ) -> None:
         registry = metrics.registry
 
         class Handler(BaseHTTPRequestHandler):
@@ -119,8 +137,9 @@ class MetricsServer:
         self._server = ThreadingHTTPServer((host, port), Handler)
         self._server.daemon_threads = True
         self.port = self._server.server_address[1]
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True,
-                                        name="metrics-http")
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, daemon=True, name="metrics-http"
+        )
 
     def start(self) -> MetricsServer:
         self._thread.start()

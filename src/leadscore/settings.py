@@ -110,12 +110,30 @@ class KafkaSettings:
 
 
 # pass-through options that only make sense for one client type; others would warn
-_CONSUMER_ONLY = ("session.timeout.ms", "heartbeat.interval.ms", "max.poll.interval.ms",
-                  "fetch.", "auto.offset.reset", "partition.assignment.strategy",
-                  "isolation.level", "group.", "queued.", "enable.auto.")
-_PRODUCER_ONLY = ("linger.ms", "batch.", "acks", "compression.", "enable.idempotence",
-                  "message.send.max.retries", "queue.buffering.", "delivery.timeout.ms",
-                  "transactional.", "request.required.acks")
+_CONSUMER_ONLY = (
+    "session.timeout.ms",
+    "heartbeat.interval.ms",
+    "max.poll.interval.ms",
+    "fetch.",
+    "auto.offset.reset",
+    "partition.assignment.strategy",
+    "isolation.level",
+    "group.",
+    "queued.",
+    "enable.auto.",
+)
+_PRODUCER_ONLY = (
+    "linger.ms",
+    "batch.",
+    "acks",
+    "compression.",
+    "enable.idempotence",
+    "message.send.max.retries",
+    "queue.buffering.",
+    "delivery.timeout.ms",
+    "transactional.",
+    "request.required.acks",
+)
 
 
 def _only_for(config: dict[str, Any], client: str) -> dict[str, Any]:
@@ -134,8 +152,10 @@ class RedisSettings:
     state_ttl_ms: int = 180 * 86_400_000
 
     def __repr__(self) -> str:
-        return (f"RedisSettings(url={redacted_url(self.url.value)!r}, "
-                f"namespace={self.namespace!r}, state_ttl_ms={self.state_ttl_ms})")
+        return (
+            f"RedisSettings(url={redacted_url(self.url.value)!r}, "
+            f"namespace={self.namespace!r}, state_ttl_ms={self.state_ttl_ms})"
+        )
 
 
 @dataclass(frozen=True, slots=True)

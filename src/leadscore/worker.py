@@ -98,9 +98,7 @@ class Worker:
             server = MetricsServer(self.metrics, s.metrics.port, self.ready, s.metrics.host)
             server.start()
             log.info("metrics on http://%s:%d/metrics", s.metrics.host, server.port)
-        client = redis.Redis.from_url(
-            s.redis.url.value, socket_timeout=5, socket_connect_timeout=2
-        )
+        client = redis.Redis.from_url(s.redis.url.value, socket_timeout=5, socket_connect_timeout=2)
         self.store = StateStore(client, namespace=s.redis.namespace, ttl_ms=s.redis.state_ttl_ms)
         self.producer = RecordProducer(s.kafka.producer_config())
         self.consumer = InputConsumer(

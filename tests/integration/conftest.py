@@ -101,8 +101,9 @@ def services(request: pytest.FixtureRequest) -> Iterator[Services]:
             redis_container = stack.enter_context(RedisContainer())
             host = redis_container.get_container_host_ip()
             port = redis_container.get_exposed_port(6379)
-            yield Services(kafka.get_bootstrap_server(), f"redis://{host}:{port}/0",
-                           "testcontainers")
+            yield Services(
+                kafka.get_bootstrap_server(), f"redis://{host}:{port}/0", "testcontainers"
+            )
         else:
             bootstrap = stack.enter_context(embedded_broker())
             url = stack.enter_context(embedded_redis())
@@ -159,10 +160,16 @@ class Env:
 
     def consume(self, kind: str, count: int, timeout_s: float = 60) -> list[Any]:
         """The first `count` records of a topic, read from the beginning (no group)."""
-        consumer = Consumer({"bootstrap.servers": self.services.bootstrap_servers,
-                             "group.id": "unused", "enable.auto.commit": False})
-        consumer.assign([TopicPartition(self.topic(kind), p, OFFSET_BEGINNING)
-                         for p in range(self.partitions)])
+        consumer = Consumer(
+            {
+                "bootstrap.servers": self.services.bootstrap_servers,
+                "group.id": "unused",
+                "enable.auto.commit": False,
+            }
+        )
+        consumer.assign(
+            [TopicPartition(self.topic(kind), p, OFFSET_BEGINNING) for p in range(self.partitions)]
+        )
         records: list[Any] = []
         deadline = time.monotonic() + timeout_s
         try:
@@ -176,8 +183,12 @@ class Env:
 
     def committed(self) -> dict[str, int]:
         """Committed offsets of the worker group, per input topic (partition 0)."""
-        consumer = Consumer({"bootstrap.servers": self.services.bootstrap_servers,
-                             "group.id": f"{self.prefix}-group"})
+        consumer = Consumer(
+            {
+                "bootstrap.servers": self.services.bootstrap_servers,
+                "group.id": f"{self.prefix}-group",
+            }
+        )
         try:
             parts = consumer.committed(
                 [TopicPartition(t, 0) for t in self.input_topics.values()], timeout=10
@@ -217,8 +228,10 @@ def env(services: Services) -> Iterator[Env]:
     prefix = f"t{uuid.uuid4().hex[:10]}"
     client = redis.Redis.from_url(services.redis_url)
     e = Env(services, prefix, client)
-    ensure_topics({"bootstrap.servers": services.bootstrap_servers},
-                  [*e.input_topics.values(), e.topic("scores"), e.topic("dlq")])
+    ensure_topics(
+        {"bootstrap.servers": services.bootstrap_servers},
+        [*e.input_topics.values(), e.topic("scores"), e.topic("dlq")],
+    )
     yield e
     for handle in e.workers:
         if handle.thread.is_alive():

@@ -20,7 +20,9 @@ def decode_output(message: object) -> tuple[str, dict[str, object]]:
     kind = headers["leadscore-type"].decode()
     record_type = "ScoreChanged" if kind == "score_changed" else "StageTransitioned"
     value = fastavro.schemaless_reader(
-        io.BytesIO(message.value()), schema(record_type), None  # type: ignore[attr-defined]
+        io.BytesIO(message.value()),
+        schema(record_type),
+        None,  # type: ignore[attr-defined]
     )
     return kind, value
 
@@ -32,11 +34,16 @@ def stored(env: Env, lead: str) -> object:
 
 def test_events_in_outputs_out(env: Env) -> None:
     t = now_ms() - 60_000
-    env.produce([
-        (env.topic("visits"), b"L1", encoded("Visit", "L1", event_id="v1", occurred_at=t)),
-        (env.topic("forms"), b"L1",
-         encoded("FormSubmission", "L1", event_id="f1", occurred_at=t + 1000)),
-    ])
+    env.produce(
+        [
+            (env.topic("visits"), b"L1", encoded("Visit", "L1", event_id="v1", occurred_at=t)),
+            (
+                env.topic("forms"),
+                b"L1",
+                encoded("FormSubmission", "L1", event_id="f1", occurred_at=t + 1000),
+            ),
+        ]
+    )
     env.start_worker()
     messages = env.consume("scores", 4)
     outputs = [decode_output(m) for m in messages]
@@ -56,9 +63,7 @@ def test_events_in_outputs_out(env: Env) -> None:
     assert last_score["contact_allowed"] is True
     assert last_score["cause_event_id"] == "f1"
     assert last_score["as_of"] == t + 1000
-    assert sum(r["points"] for r in last_score["reasons"]) == pytest.approx(
-        last_score["delta"]
-    )
+    assert sum(r["points"] for r in last_score["reasons"]) == pytest.approx(last_score["delta"])
     assert last_score["model_version"] == "builtin-1"
     wait_until(lambda: env.committed()[env.topic("forms")] == 1, what="offsets committed")
 
@@ -67,12 +72,14 @@ def test_garbage_goes_to_the_dead_letter_topic_and_the_next_message_is_processed
     env: Env,
 ) -> None:
     future = now_ms() + 3_600_000
-    env.produce([
-        (env.topic("clicks"), b"k", b"\xff\x00garbage"),
-        (env.topic("clicks"), None, encoded("Click", None, anonymous_id=None)),
-        (env.topic("clicks"), b"L2", encoded("Click", "L2", occurred_at=future)),
-        (env.topic("visits"), b"L2", encoded("Visit", "L2", event_id="good")),
-    ])
+    env.produce(
+        [
+            (env.topic("clicks"), b"k", b"\xff\x00garbage"),
+            (env.topic("clicks"), None, encoded("Click", None, anonymous_id=None)),
+            (env.topic("clicks"), b"L2", encoded("Click", "L2", occurred_at=future)),
+            (env.topic("visits"), b"L2", encoded("Visit", "L2", event_id="good")),
+        ]
+    )
     env.start_worker()
     dead = env.consume("dlq", 3)
     reasons = []
@@ -107,15 +114,30 @@ def test_a_redelivered_event_id_changes_nothing(env: Env) -> None:
 
 def test_restart_from_committed_offsets_double_counts_nothing(env: Env) -> None:
     t = now_ms() - 10_000
-    env.produce([(env.topic("visits"), b"L4",
-                  encoded("Visit", "L4", event_id=f"v{i}", occurred_at=t + i)) for i in range(5)])
+    env.produce(
+        [
+            (
+                env.topic("visits"),
+                b"L4",
+                encoded("Visit", "L4", event_id=f"v{i}", occurred_at=t + i),
+            )
+            for i in range(5)
+        ]
+    )
     first = env.start_worker()
     wait_until(lambda: env.committed()[env.topic("visits")] == 5, what="first commit")
     first.stop()
     before = stored(env, "L4")
-    env.produce([(env.topic("visits"), b"L4",
-                  encoded("Visit", "L4", event_id=f"w{i}", occurred_at=t + 10 + i))
-                 for i in range(3)])
+    env.produce(
+        [
+            (
+                env.topic("visits"),
+                b"L4",
+                encoded("Visit", "L4", event_id=f"w{i}", occurred_at=t + 10 + i),
+            )
+            for i in range(3)
+        ]
+    )
     second = env.start_worker()
     wait_until(lambda: env.committed()[env.topic("visits")] == 8, what="second commit")
     second.stop()
@@ -125,8 +147,9 @@ def test_restart_from_committed_offsets_double_counts_nothing(env: Env) -> None:
 
 
 def test_a_replay_from_the_beginning_changes_no_state(env: Env) -> None:
-    env.produce([(env.topic("calls"), b"L5", encoded("Call", "L5", event_id=f"c{i}"))
-                 for i in range(4)])
+    env.produce(
+        [(env.topic("calls"), b"L5", encoded("Call", "L5", event_id=f"c{i}")) for i in range(4)]
+    )
     worker = env.start_worker()
     wait_until(lambda: env.committed()[env.topic("calls")] == 4, what="commit")
     worker.stop()

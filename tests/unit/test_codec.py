@@ -33,15 +33,24 @@ def test_every_input_record_round_trips(record_type: str) -> None:
     assert event.source == Source("organic_search")
     assert event.device == "DESKTOP"
     for name, value in original.items():
-        if name in ("event_id", "occurred_at", "lead_id", "anonymous_id", "traits",
-                    "source", "context", "consent"):
+        if name in (
+            "event_id",
+            "occurred_at",
+            "lead_id",
+            "anonymous_id",
+            "traits",
+            "source",
+            "context",
+            "consent",
+        ):
             continue
         assert getattr(event, name) == value, name
 
 
 def test_form_consent_and_call_fields_are_typed() -> None:
-    form = decoder("FormSubmission")(encode_record(
-        "FormSubmission", record("FormSubmission", "L1", occurred_at=NOW_MS)))
+    form = decoder("FormSubmission")(
+        encode_record("FormSubmission", record("FormSubmission", "L1", occurred_at=NOW_MS))
+    )
     assert form.type is EventType.FORM
     assert form.consent == Consent(marketing=True, contact=True)
     call = decoder("Call")(encode_record("Call", record("Call", "L1", occurred_at=NOW_MS)))
@@ -66,10 +75,22 @@ def _read(record_type: str, value: bytes) -> Any:
 def test_outputs_encode_with_key_and_type_header() -> None:
     profile = ProfileKey("lead", "L9")
     score = ScoreChanged(
-        event_id="o1", profile=profile, occurred_at=1, as_of=2, model_version="m1",
-        cause_event_id="e1", fit=5.0, engagement=10.0, total=15.0, previous_total=0.0,
-        delta=15.0, grade="C3", stage="contact", reasons=(Reason("form", 10.0),),
-        contact_allowed=True, speed_to_lead_ms=None,
+        event_id="o1",
+        profile=profile,
+        occurred_at=1,
+        as_of=2,
+        model_version="m1",
+        cause_event_id="e1",
+        fit=5.0,
+        engagement=10.0,
+        total=15.0,
+        previous_total=0.0,
+        delta=15.0,
+        grade="C3",
+        stage="contact",
+        reasons=(Reason("form", 10.0),),
+        contact_allowed=True,
+        speed_to_lead_ms=None,
     )
     key, value, headers = OutputEncoder(clock=lambda: 3.0)(score)
     assert key == b"L9"
@@ -81,9 +102,18 @@ def test_outputs_encode_with_key_and_type_header() -> None:
     assert decoded["reasons"] == [{"rule": "form", "points": 10.0}]
 
     transition = StageTransitioned(
-        event_id="o2", profile=ProfileKey("anon", "A1"), occurred_at=1, as_of=2,
-        model_version="m1", cause_event_id="e1", from_stage=None, to_stage="visitor",
-        reason="first_event", fit=0.0, engagement=1.0, total=1.0,
+        event_id="o2",
+        profile=ProfileKey("anon", "A1"),
+        occurred_at=1,
+        as_of=2,
+        model_version="m1",
+        cause_event_id="e1",
+        from_stage=None,
+        to_stage="visitor",
+        reason="first_event",
+        fit=0.0,
+        engagement=1.0,
+        total=1.0,
         time_in_previous_stage_ms=None,
     )
     key, value, headers = OutputEncoder(clock=lambda: 3.0)(transition)

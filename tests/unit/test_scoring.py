@@ -73,12 +73,13 @@ def test_output_ids_are_a_function_of_the_cause() -> None:
 
 def test_crossing_a_threshold_moves_the_stage_and_decay_moves_it_back() -> None:
     t0 = 100 * DAY
-    up = score(LEAD, None, [ev(EventType.CALL, "c1", t0), ev(EventType.CALL, "c2", t0 + 1)],
-               MODEL)
+    up = score(LEAD, None, [ev(EventType.CALL, "c1", t0), ev(EventType.CALL, "c2", t0 + 1)], MODEL)
     assert up.state.stage == "lead"  # 40 points
     transitions = [o for o in up.outputs if isinstance(o, StageTransitioned)]
     assert [(t.from_stage, t.to_stage) for t in transitions] == [
-        (None, "contact"), ("contact", "lead")]
+        (None, "contact"),
+        ("contact", "lead"),
+    ]
     assert transitions[1].time_in_previous_stage_ms == 1
     # two half-lives later the 40 points are 10; a visit makes 11: back to visitor
     down = score(LEAD, up.state, [ev(EventType.VISIT, "v", t0 + 2 * HALF_LIFE)], MODEL)
@@ -91,9 +92,12 @@ def test_crossing_a_threshold_moves_the_stage_and_decay_moves_it_back() -> None:
 def test_reasons_add_up_to_the_delta_and_show_decay() -> None:
     t0 = 100 * DAY
     first = score(LEAD, None, [ev(EventType.CALL, "c1", t0)], MODEL)
-    later = score(LEAD, first.state, [
-        ev(EventType.FORM, "f1", t0 + HALF_LIFE, fields={"company": "Acme", "industry": "x"})
-    ], MODEL)
+    later = score(
+        LEAD,
+        first.state,
+        [ev(EventType.FORM, "f1", t0 + HALF_LIFE, fields={"company": "Acme", "industry": "x"})],
+        MODEL,
+    )
     change = next(o for o in later.outputs if isinstance(o, ScoreChanged))
     reasons = {r.rule: r.points for r in change.reasons}
     assert reasons == pytest.approx({"form": 15.0, "fit": 10.0, "decay": -10.0})
@@ -133,9 +137,12 @@ def test_consent_is_the_latest_and_its_change_is_published() -> None:
     yes = score(LEAD, None, [ev(EventType.FORM, "f1", t0, consent=Consent(True, True))], MODEL)
     assert next(o for o in yes.outputs if isinstance(o, ScoreChanged)).contact_allowed
     # a visit with no points change would still be published: consent withdrawn
-    no = score(LEAD, yes.state,
-               [ev(EventType.FORM, "f2", t0, consent=Consent(False, False))],
-               dataclasses.replace(MODEL, points={}))
+    no = score(
+        LEAD,
+        yes.state,
+        [ev(EventType.FORM, "f2", t0, consent=Consent(False, False))],
+        dataclasses.replace(MODEL, points={}),
+    )
     change = next(o for o in no.outputs if isinstance(o, ScoreChanged))
     assert change.contact_allowed is False
     assert change.delta == pytest.approx(0.0)
@@ -143,9 +150,12 @@ def test_consent_is_the_latest_and_its_change_is_published() -> None:
 
 def test_the_input_state_is_not_modified() -> None:
     first = score(LEAD, None, [ev(EventType.FORM, "f1", 5 * DAY)], MODEL).state
-    snapshot = dataclasses.replace(first, recent=list(first.recent),
-                                   pending=dict(first.pending),
-                                   attributes=dict(first.attributes))
+    snapshot = dataclasses.replace(
+        first,
+        recent=list(first.recent),
+        pending=dict(first.pending),
+        attributes=dict(first.attributes),
+    )
     score(LEAD, first, [ev(EventType.CALL, "c1", 6 * DAY)], MODEL)
     assert first == snapshot
 
@@ -189,7 +199,19 @@ def test_decay_never_increases_a_score(points: float, as_of: int, later: int) ->
 def test_an_empty_state_round_trips_through_the_store_encoding() -> None:
     from leadscore.state.encoding import decode_state, encode_state
 
-    state = score(LEAD, None, [ev(EventType.FORM, "f1", 5 * DAY, consent=Consent(True, False),
-                                  fields={"company": "Acme"})], MODEL).state
+    state = score(
+        LEAD,
+        None,
+        [
+            ev(
+                EventType.FORM,
+                "f1",
+                5 * DAY,
+                consent=Consent(True, False),
+                fields={"company": "Acme"},
+            )
+        ],
+        MODEL,
+    ).state
     assert decode_state(encode_state(state)) == state
     assert decode_state(encode_state(LeadState())) == LeadState()

@@ -65,8 +65,11 @@ def test_kafka_options_pass_through_to_the_right_client() -> None:
 
 def test_secrets_never_appear_in_repr() -> None:
     settings = Settings(
-        kafka=KafkaSettings(sasl_username="worker", sasl_password=Secret("hunter2"),
-                            ssl_key_password=Secret("keypass")),
+        kafka=KafkaSettings(
+            sasl_username="worker",
+            sasl_password=Secret("hunter2"),
+            ssl_key_password=Secret("keypass"),
+        ),
         redis=RedisSettings(url=Secret("redis://app:s3cret@redis:6379/0")),
     )
     text = repr(settings) + str(settings)
@@ -80,11 +83,28 @@ def test_secrets_never_appear_in_repr() -> None:
 def test_run_help_shows_every_option_with_its_environment_variable() -> None:
     result = CliRunner().invoke(main, ["run", "--help"], terminal_width=200)
     assert result.exit_code == 0
-    for name in ("bootstrap-servers", "redis-url", "group-id", "input-topics", "output-topic",
-                 "dlq-topic", "model", "metrics-port", "max-clock-skew",
-                 "processing-guarantee", "emit-anonymous", "kafka-option",
-                 "security-protocol", "sasl-mechanism", "sasl-username", "sasl-password",
-                 "ssl-ca-location", "batch-size", "batch-timeout", "state-ttl"):
+    for name in (
+        "bootstrap-servers",
+        "redis-url",
+        "group-id",
+        "input-topics",
+        "output-topic",
+        "dlq-topic",
+        "model",
+        "metrics-port",
+        "max-clock-skew",
+        "processing-guarantee",
+        "emit-anonymous",
+        "kafka-option",
+        "security-protocol",
+        "sasl-mechanism",
+        "sasl-username",
+        "sasl-password",
+        "ssl-ca-location",
+        "batch-size",
+        "batch-timeout",
+        "state-ttl",
+    ):
         env = "LEADSCORE_" + name.upper().replace("-", "_")
         assert f"--{name}" in result.output, name
         assert env in result.output, env

@@ -1,6 +1,6 @@
 """Avro decoding of input records and encoding of output records."""
 
-from leadscore.codec.avro import InputDecoder, OutputEncoder, encode_record
+from leadscore.codec.avro import InputDecoder, OutputEncoder, decode_output, encode_record
 from leadscore.codec.schemas import INPUT_TYPES, RECORD_EVENT_TYPES, schema
 
 __all__ = [
@@ -8,6 +8,7 @@ __all__ = [
     "RECORD_EVENT_TYPES",
     "InputDecoder",
     "OutputEncoder",
+    "decode_output",
     "encode_record",
     "schema",
 ]

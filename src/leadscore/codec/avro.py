@@ -132,3 +132,16 @@ class OutputEncoder:
         record_type = "ScoreChanged" if kind == "score_changed" else "StageTransitioned"
         value = encode_record(record_type, record)
         return profile["id"].encode("utf-8"), value, [("leadscore-type", kind.encode())]
+
+
+def decode_output(kind: str, value: bytes) -> dict[str, Any]:
+    """An output record as a dict, given its `leadscore-type` header (for consumers)."""
+    record_type = {"score_changed": "ScoreChanged", "stage_transitioned": "StageTransitioned"}
+    if kind not in record_type:
+        raise DecodeError(f"unknown leadscore-type {kind!r}")
+    try:
+        record = fastavro.schemaless_reader(io.BytesIO(value), schema(record_type[kind]), None)
+    except Exception as exc:
+        raise DecodeError(f"not a {record_type[kind]} record: {exc!r}") from exc
+    assert isinstance(record, dict)
+    return record

@@ -7,7 +7,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, TopicPartition
 
 from leadscore.errors import KafkaFatal, KafkaUnavailable
 
@@ -83,16 +83,7 @@ class InputConsumer:
                     log.warning("kafka consumer: %s", error.str())
                 continue
             self.connected = True
-            batch.append(
-                Message(
-                    record.topic(),
-                    record.partition(),
-                    record.offset(),
-                    record.key(),
-                    record.value(),
-                    record.headers() or [],
-                )
-            )
+            batch.append(_message(record))
         return batch
 
     def commit(self, next_offsets: dict[Partition, int]) -> None:
@@ -121,9 +112,8 @@ class InputConsumer:
             log.warning("kafka consumer: %s", exc)
             return
         first: dict[Partition, int] = {}
-        for record in records:
-            if record.error() is None:
-                first.setdefault((record.topic(), record.partition()), record.offset())
+        for message in (_message(r) for r in records if r.error() is None):
+            first.setdefault((message.topic, message.partition), message.offset)
         for (topic, partition), offset in first.items():
             self._consumer.pause([TopicPartition(topic, partition)])
             self._consumer.seek(TopicPartition(topic, partition, offset))
@@ -171,5 +161,46 @@ class InputConsumer:
         log.warning("kafka consumer: %s", error.str())
 
 
+def _message(record: Any) -> Message:
+    """Detach a confluent-kafka message (not an error) into our own type."""
+    return Message(
+        record.topic(),
+        record.partition(),
+        record.offset(),
+        record.key(),
+        record.value(),
+        record.headers() or [],
+    )
+
+
 def _describe(partitions: list[Partition]) -> str:
     return ", ".join(f"{t}[{p}]" for t, p in sorted(partitions)) or "nothing"
+
+
+class TopicReader:
+    """Reads whole topics from the beginning without a consumer group (for views and tools)."""
+
+    def __init__(self, config: dict[str, Any], topics: Sequence[str]) -> None:
+        self._consumer = Consumer(
+            {
+                "group.id": "leadscore-reader",
+                "enable.auto.commit": False,
+                **config,
+            }
+        )
+        metadata = self._consumer.list_topics(timeout=30)
+        assignment = []
+        for topic in topics:
+            partitions = metadata.topics[topic].partitions if topic in metadata.topics else {0: 0}
+            assignment += [TopicPartition(topic, p, OFFSET_BEGINNING) for p in partitions]
+        self._consumer.assign(assignment)
+
+    def read(self, max_messages: int, timeout_s: float) -> list[Message]:
+        try:
+            records = self._consumer.consume(max_messages, timeout_s)
+        except KafkaException as exc:
+            raise KafkaUnavailable(f"consume failed: {exc}") from exc
+        return [_message(r) for r in records if r.error() is None]
+
+    def close(self) -> None:
+        self._consumer.close()

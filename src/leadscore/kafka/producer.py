@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, cast
 
 from confluent_kafka import KafkaError, KafkaException, Producer
 
@@ -31,7 +31,9 @@ class RecordProducer:
     """
 
     def __init__(self, config: dict[str, Any]) -> None:
-        self._producer = Producer({"enable.idempotence": True, **config, "error_cb": self._on_error})
+        self._producer = Producer(
+            {"enable.idempotence": True, **config, "error_cb": self._on_error}
+        )
         self._failures: list[str] = []
         self._fatal: str | None = None
 
@@ -40,7 +42,11 @@ class RecordProducer:
         while True:
             try:
                 self._producer.produce(
-                    topic, value=value, key=key, headers=headers, on_delivery=self._on_delivery
+                    topic,
+                    value=value,
+                    key=key,
+                    headers=cast(Any, headers),
+                    on_delivery=self._on_delivery,
                 )
                 return
             except BufferError:

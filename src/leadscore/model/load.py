@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -39,8 +40,11 @@ def load_model(path: str | Path | None) -> Model:
 def parse_model(document: Any, *, source: str = "<model>") -> Model:
     """Validate a parsed YAML document and build the immutable model."""
     root = _mapping(document, source, "the model")
-    _only(root, source, {"version", "engagement", "fit", "grades", "stages",
-                         "contact_allowed_by_default"})
+    _only(
+        root,
+        source,
+        {"version", "engagement", "fit", "grades", "stages", "contact_allowed_by_default"},
+    )
     version = root.get("version")
     if not isinstance(version, str | int) or str(version) == "":
         raise ModelError(f"{source}: version: required, a non-empty string")
@@ -112,9 +116,7 @@ def _stages(value: Any, source: str) -> tuple[Stage, ...]:
     return tuple(stages)
 
 
-def _bands(
-    value: Any, source: str, path: str, names: tuple[str, ...], fallback: str
-) -> GradeBands:
+def _bands(value: Any, source: str, path: str, names: tuple[str, ...], fallback: str) -> GradeBands:
     doc = _mapping(value, source, path)
     doc = {str(k): v for k, v in doc.items()}
     _only(doc, source, set(names), path)
@@ -122,7 +124,7 @@ def _bands(
     if missing:
         raise ModelError(f"{source}: {path}: missing band(s) {', '.join(missing)}")
     bands = tuple((n, _number(doc[n], source, f"{path}.{n}")) for n in names)
-    for (upper, high), (lower, low) in zip(bands, bands[1:], strict=False):
+    for (upper, high), (lower, low) in itertools.pairwise(bands):
         if high <= low:
             raise ModelError(
                 f"{source}: {path}.{lower}: must be lower than {path}.{upper} ({high:g})"

@@ -82,8 +82,9 @@ class StateStore:
             args: list[Any] = [write.expected_version, encode_state(write.state), self._ttl_ms]
             for (topic, partition), offset in write.watermarks.items():
                 args += [keys.watermark_field(topic, partition), offset]
-            self._apply(keys=[keys.profile_key(self.namespace, write.profile)], args=args,
-                        client=pipe)
+            self._apply(
+                keys=[keys.profile_key(self.namespace, write.profile)], args=args, client=pipe
+            )
         replies = self._execute(pipe)
         conflicts: list[ProfileKey] = []
         for write, (status, _version) in zip(writes, replies, strict=True):
@@ -118,4 +119,3 @@ def _stored(reply: dict[bytes, bytes]) -> Stored:
         state=decode_state(raw) if raw else None,
         watermarks=watermarks,
     )
-

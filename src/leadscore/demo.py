@@ -1,0 +1,306 @@
+"""`leadscore demo`: embedded services, the simulator, the worker and a live view.
+
+The worker runs as its own process (`leadscore run`), exactly as in production; the view
+reads what it publishes (the output and dead-letter topics) and its /metrics endpoint.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+from collections import Counter, deque
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import IO, Any
+
+from prometheus_client.parser import text_string_to_metric_families
+from rich.console import Console, Group
+from rich.live import Live
+from rich.panel import Panel
+from rich.table import Table
+
+from leadscore.codec import decode_output
+from leadscore.embedded import Services, embedded_services, free_port
+from leadscore.errors import DecodeError, LeadscoreError
+from leadscore.kafka.admin import ensure_topics
+from leadscore.kafka.consumer import Message, TopicReader
+from leadscore.settings import DEFAULT_INPUT_TOPICS, TOPIC_SUFFIXES
+from leadscore.simulate import SimulationStats, simulate
+
+OUTPUT_TOPIC = "leads.scores"
+DLQ_TOPIC = "leads.dlq"
+INPUT_TOPICS = {
+    record_type: next(t for t in DEFAULT_INPUT_TOPICS.split(",") if t.endswith(suffix))
+    for suffix, record_type in TOPIC_SUFFIXES.items()
+}
+# Tansu answers a new group's first join after half the session timeout: keep it short
+DEMO_KAFKA_OPTIONS = "session.timeout.ms=6000 heartbeat.interval.ms=1000"
+
+
+@dataclass
+class LeadRow:
+    lead_id: str
+    total: float = 0.0
+    fit: float = 0.0
+    engagement: float = 0.0
+    grade: str = ""
+    stage: str = ""
+    contact_allowed: bool = False
+
+
+@dataclass
+class DemoView:
+    """What the demo shows, folded from the output and dead-letter topics."""
+
+    leads: dict[str, LeadRow] = field(default_factory=dict)
+    transitions: deque[tuple[int, str, str, str, str]] = field(
+        default_factory=lambda: deque(maxlen=12)
+    )
+    outputs: Counter[str] = field(default_factory=Counter)
+    dead_letters: Counter[str] = field(default_factory=Counter)
+    seen: set[str] = field(default_factory=set)
+    events_per_s: float = 0.0
+    events_total: float = 0.0
+    sent: SimulationStats | None = None
+
+    def add(self, message: Message) -> None:
+        headers = dict(message.headers)
+        if message.topic == DLQ_TOPIC:
+            self.dead_letters[headers.get("leadscore-error-reason", b"?").decode()] += 1
+            return
+        kind = headers.get("leadscore-type", b"").decode()
+        try:
+            record = decode_output(kind, message.value or b"")
+        except DecodeError:
+            return
+        if record["event_id"] in self.seen:  # a re-sent output: deduplicate by id
+            return
+        self.seen.add(record["event_id"])
+        self.outputs[kind] += 1
+        lead = record["lead_id"] or record["anonymous_id"]
+        row = self.leads.setdefault(lead, LeadRow(lead))
+        row.total, row.fit, row.engagement = record["total"], record["fit"], record["engagement"]
+        if kind == "score_changed":
+            row.grade, row.stage = record["grade"], record["stage"]
+            row.contact_allowed = record["contact_allowed"]
+        else:
+            row.stage = record["to_stage"]
+            self.transitions.appendleft(
+                (
+                    record["as_of"],
+                    lead,
+                    record["from_stage"] or "-",
+                    record["to_stage"],
+                    record["reason"],
+                )
+            )
+
+    def render(self, header: str) -> Group:
+        leads = Table(title="Top leads by score", expand=True)
+        for column in ("lead", "total", "fit", "engagement", "grade", "stage", "contact"):
+            leads.add_column(
+                column, justify="right" if column in ("total", "fit", "engagement") else "left"
+            )
+        top = sorted(self.leads.values(), key=lambda r: r.total, reverse=True)[:10]
+        for r in top:
+            leads.add_row(
+                r.lead_id,
+                f"{r.total:.1f}",
+                f"{r.fit:.0f}",
+                f"{r.engagement:.1f}",
+                r.grade,
+                r.stage,
+                "yes" if r.contact_allowed else "no",
+            )
+        moves = Table(title="Recent stage transitions", expand=True)
+        for column in ("event time", "lead", "from", "to", "reason"):
+            moves.add_column(column)
+        for as_of, lead, old, new, reason in self.transitions:
+            moves.add_row(
+                time.strftime("%H:%M:%S", time.localtime(as_of / 1000)), lead, old, new, reason
+            )
+        return Group(Panel(header + "\n" + self.summary()), leads, moves)
+
+    def summary(self) -> str:
+        sent = self.sent.sent if self.sent else 0
+        dead = ", ".join(f"{r} {n}" for r, n in self.dead_letters.most_common()) or "none"
+        return (
+            f"events sent {sent:,}  |  scored by the worker {self.events_total:,.0f} "
+            f"({self.events_per_s:,.0f}/s)  |  leads {len(self.leads):,}  |  "
+            f"score changes {self.outputs['score_changed']:,}  |  "
+            f"stage transitions {self.outputs['stage_transitioned']:,}\n"
+            f"dead letters: {dead}"
+        )
+
+
+def run_demo(
+    *,
+    duration_s: float | None,
+    rate: float,
+    leads: int,
+    seed: int,
+    metrics_port: int,
+    console: Console,
+) -> int:
+    """Run everything until `duration_s` passes or Ctrl-C; returns the exit code."""
+    stop = threading.Event()
+    with contextlib.ExitStack() as stack:
+        with console.status("starting the embedded broker and Redis..."):
+            services = stack.enter_context(embedded_services())
+            kafka = {"bootstrap.servers": services.bootstrap_servers}
+            ensure_topics(kafka, [*INPUT_TOPICS.values(), OUTPUT_TOPIC, DLQ_TOPIC])
+        port = metrics_port or free_port()
+        worker_log = stack.enter_context(tempfile.TemporaryFile("w+"))
+        worker = stack.enter_context(_worker_process(services, port, worker_log))
+        view = DemoView()
+        sim = threading.Thread(
+            target=_simulate,
+            args=(kafka, rate, leads, seed, stop, view),
+            daemon=True,
+            name="simulator",
+        )
+        sim.start()
+        reader = TopicReader(kafka, [OUTPUT_TOPIC, DLQ_TOPIC])
+        stack.callback(reader.close)
+        header = (
+            f"leadscore demo: broker {services.bootstrap_servers} ({services.broker_name}), "
+            f"redis {services.redis_url} ({services.redis_name})\n"
+            f"worker metrics: http://127.0.0.1:{port}/metrics  (also /healthz, /readyz)"
+        )
+        started = time.monotonic()
+        interrupted = _watch(view, reader, worker, port, header, console, started, duration_s, stop)
+        stop.set()
+        sim.join(10)
+        code = _stop_worker(worker)
+        for message in reader.read(10_000, 1.0):
+            view.add(message)
+        console.print(
+            view.render(
+                header
+                + f"\nfinished after {time.monotonic() - started:.0f} s"
+                + (" (interrupted)" if interrupted else "")
+            )
+        )
+        if code != 0:
+            worker_log.seek(0)
+            console.print(f"[red]the worker exited with {code}[/red]\n{worker_log.read()[-3000:]}")
+            return 1
+        return 0
+    return 0
+
+
+def _watch(
+    view: DemoView,
+    reader: TopicReader,
+    worker: subprocess.Popen[bytes],
+    port: int,
+    header: str,
+    console: Console,
+    started: float,
+    duration_s: float | None,
+    stop: threading.Event,
+) -> bool:
+    """Refresh the view until the duration passes or Ctrl-C; True if interrupted."""
+    last_scrape, last_total = time.monotonic(), 0.0
+    live = (
+        Live(console=console, refresh_per_second=4, transient=True)
+        if console.is_terminal
+        else contextlib.nullcontext()
+    )
+    last_line = 0.0
+    try:
+        with live:
+            while duration_s is None or time.monotonic() - started < duration_s:
+                if worker.poll() is not None:
+                    raise LeadscoreError(f"the worker exited with {worker.returncode}")
+                for message in reader.read(2000, 0.25):
+                    view.add(message)
+                now = time.monotonic()
+                if now - last_scrape >= 1.0:
+                    total = _events_consumed(port)
+                    if total is not None:
+                        view.events_per_s = (total - last_total) / (now - last_scrape)
+                        view.events_total, last_total = total, total
+                    last_scrape = now
+                elapsed = (
+                    f"running {now - started:.0f} s"
+                    + (f" of {duration_s:.0f}" if duration_s else "")
+                    + "; Ctrl-C stops"
+                )
+                if isinstance(live, Live):
+                    live.update(view.render(header + "\n" + elapsed))
+                elif now - last_line >= 5:
+                    console.print(
+                        f"[{now - started:4.0f} s] " + view.summary().replace("\n", "  |  ")
+                    )
+                    last_line = now
+    except KeyboardInterrupt:
+        return True
+    return False
+
+
+def _simulate(
+    kafka: dict[str, Any], rate: float, leads: int, seed: int, stop: threading.Event, view: DemoView
+) -> None:
+    def progress(stats: SimulationStats) -> None:
+        view.sent = stats
+
+    view.sent = simulate(
+        kafka, INPUT_TOPICS, rate=rate, seed=seed, leads=leads, stop=stop, progress=progress
+    )
+
+
+def _events_consumed(port: int) -> float | None:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=1) as reply:
+            text = reply.read().decode()
+    except OSError:
+        return None
+    for family in text_string_to_metric_families(text):
+        if family.name == "leadscore_events_consumed":
+            return sum(s.value for s in family.samples if s.name.endswith("_total"))
+    return 0.0
+
+
+@contextlib.contextmanager
+def _worker_process(
+    services: Services, port: int, log: IO[str]
+) -> Iterator[subprocess.Popen[bytes]]:
+    env = {
+        **os.environ,
+        "LEADSCORE_BOOTSTRAP_SERVERS": services.bootstrap_servers,
+        "LEADSCORE_REDIS_URL": services.redis_url,
+        "LEADSCORE_METRICS_PORT": str(port),
+        "LEADSCORE_METRICS_HOST": "127.0.0.1",
+        "LEADSCORE_KAFKA_OPTIONS": DEMO_KAFKA_OPTIONS,
+        "LEADSCORE_GROUP_ID": "leadscore-demo",
+    }
+    process = subprocess.Popen(
+        [sys.executable, "-m", "leadscore", "run"],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )  # Ctrl-C reaches the demo only
+    try:
+        yield process
+    finally:
+        _stop_worker(process)
+
+
+def _stop_worker(process: subprocess.Popen[bytes]) -> int:
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+    return process.returncode

@@ -35,7 +35,13 @@ from typing import TypeVar
 import redis
 
 from leadscore.codec import InputDecoder, OutputEncoder
-from leadscore.errors import DeliveryFailed, InvalidEvent, KafkaUnavailable, StateUnavailable
+from leadscore.errors import (
+    DeliveryFailed,
+    InvalidEvent,
+    KafkaUnavailable,
+    LeadscoreError,
+    StateUnavailable,
+)
 from leadscore.kafka.consumer import InputConsumer, Message, Partition
 from leadscore.kafka.dead_letter import dead_letter
 from leadscore.kafka.producer import Record, RecordProducer
@@ -105,8 +111,10 @@ class Worker:
             s.kafka.consumer_config(), list(self.decoders), on_revoke=self._on_revoke
         )
         self.stop = stop
+        self._give_up_at: float | None = None
         self.redis_ok = self.store.ping()
         log.info("consuming %s", ", ".join(self.decoders))
+        last_report = 0.0
         try:
             while not stop.is_set():
                 messages = self.consumer.poll_batch(
@@ -114,8 +122,10 @@ class Worker:
                 )
                 if messages:
                     self.process(messages)
-                self.metrics.set_lag(self.consumer.lag())
-                self.metrics.ready.set(1 if self.ready() else 0)
+                if time.monotonic() - last_report >= 1.0:
+                    self.metrics.set_lag(self.consumer.lag())
+                    self.metrics.ready.set(1 if self.ready() else 0)
+                    last_report = time.monotonic()
         finally:
             log.info("stopping: leaving the consumer group")
             self.consumer.close()
@@ -222,6 +232,7 @@ class Worker:
             for record in records:
                 self.producer.send(*record)
             while self.producer.flush(1.0):
+                self._check_shutdown_deadline("publish")
                 self.consumer.keep_alive()  # type: ignore[union-attr]
 
         self.retry("publish", send_and_wait)
@@ -250,21 +261,19 @@ class Worker:
     def retry(self, what: str, step: Callable[[], T]) -> T:
         """Run `step`, retrying with back-off while Redis or Kafka is unavailable.
 
-        Fetching stays paused while it waits, and resumes once the step succeeds.
+        The consumer stays in its group meanwhile, with fetching paused. Once told to stop,
+        it gives up after the shutdown timeout: nothing of the batch is committed, so it is
+        replayed after the restart.
         """
         assert self.consumer is not None
-        paused = False
         for delay in _backoff():
             try:
-                result = step()
-                if paused:
-                    self.consumer.resume()
-                return result
+                return step()
             except (StateUnavailable, KafkaUnavailable, DeliveryFailed) as exc:
-                paused = True
                 if isinstance(exc, StateUnavailable):
                     self.redis_ok = False
                 self.metrics.ready.set(0)
+                self._check_shutdown_deadline(what)
                 log.warning("%s failed (%s); retrying in %.1f s", what, exc, delay)
                 deadline = time.monotonic() + delay
                 while time.monotonic() < deadline:
@@ -273,6 +282,18 @@ class Worker:
                 if isinstance(exc, StateUnavailable):
                     self.redis_ok = self.store.ping()
         raise AssertionError("unreachable")
+
+    def _check_shutdown_deadline(self, what: str) -> None:
+        if not self.stop.is_set():
+            return
+        now = time.monotonic()
+        if self._give_up_at is None:
+            self._give_up_at = now + self.settings.worker.shutdown_timeout_s
+        elif now > self._give_up_at:
+            raise LeadscoreError(
+                f"stopping: {what} did not succeed within the shutdown timeout; the "
+                "uncommitted batch will be processed again after a restart"
+            )
 
     def ready(self) -> bool:
         return bool(self.consumer and self.consumer.connected and self.redis_ok)

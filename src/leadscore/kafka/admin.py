@@ -35,3 +35,19 @@ def wait_for_broker(config: dict[str, Any], timeout_s: float) -> None:
         admin.list_topics(timeout=timeout_s)
     except KafkaException as exc:
         raise KafkaUnavailable(f"broker did not answer within {timeout_s:.0f} s: {exc}") from exc
+
+
+def committed_offsets(
+    config: dict[str, Any], group_id: str, partitions: Iterable[tuple[str, int]]
+) -> dict[tuple[str, int], int]:
+    """The offsets a consumer group has committed (negative: nothing committed yet)."""
+    from confluent_kafka import Consumer, TopicPartition
+
+    consumer = Consumer({**config, "group.id": group_id, "enable.auto.commit": False})
+    try:
+        result = consumer.committed([TopicPartition(t, p) for t, p in partitions], timeout=10)
+    except KafkaException as exc:
+        raise KafkaUnavailable(f"cannot read committed offsets of {group_id}: {exc}") from exc
+    finally:
+        consumer.close()
+    return {(tp.topic, tp.partition): tp.offset for tp in result}

@@ -56,6 +56,7 @@ class InputConsumer:
         self._on_revoke = on_revoke
         self._assigned: set[Partition] = set()
         self._fatal: str | None = None
+        self._paused = False
         self.connected = False
         self._consumer.subscribe(
             list(topics), on_assign=self._assign, on_revoke=self._revoke, on_lost=self._revoke
@@ -66,7 +67,13 @@ class InputConsumer:
         return set(self._assigned)
 
     def poll_batch(self, max_messages: int, timeout_s: float) -> list[Message]:
-        """Up to `max_messages` records, waiting at most `timeout_s` for the first."""
+        """Up to `max_messages` records, waiting at most `timeout_s` for the first.
+
+        Fetching paused by `keep_alive()` resumes here.
+        """
+        if self._paused:
+            self._consumer.resume([TopicPartition(t, p) for t, p in self._assigned])
+            self._paused = False
         try:
             records = self._consumer.consume(max_messages, timeout_s)
         except KafkaException as exc:
@@ -102,10 +109,11 @@ class InputConsumer:
     def keep_alive(self) -> None:
         """Serve group callbacks while a batch waits, without taking new messages.
 
-        Fetching is paused; a message that still arrives (from a partition assigned just
-        now) is sought back, so it is consumed again once `resume()` is called.
+        Fetching is paused until the next `poll_batch()`; a message that still arrives (from
+        a partition assigned just now) is sought back, so that it is consumed again then.
         """
         self._consumer.pause([TopicPartition(t, p) for t, p in self._assigned])
+        self._paused = True
         try:
             records = self._consumer.consume(100, 0)
         except KafkaException as exc:
@@ -117,10 +125,6 @@ class InputConsumer:
         for (topic, partition), offset in first.items():
             self._consumer.pause([TopicPartition(topic, partition)])
             self._consumer.seek(TopicPartition(topic, partition, offset))
-
-    def resume(self) -> None:
-        """Fetch again from every assigned partition."""
-        self._consumer.resume([TopicPartition(t, p) for t, p in self._assigned])
 
     def lag(self) -> dict[Partition, int]:
         """Records behind the end of each assigned partition.

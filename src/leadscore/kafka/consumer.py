@@ -48,6 +48,7 @@ class InputConsumer:
                 "enable.auto.commit": False,
                 "enable.auto.offset.store": False,
                 "auto.offset.reset": "earliest",
+                "log.connection.close": False,
                 **config,
                 "error_cb": self._on_error,
             }

@@ -1,0 +1,24 @@
+"""`leadscore demo` runs by itself for a given duration and shows scored leads."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+
+def test_the_demo_runs_for_its_duration_and_exits_0() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "leadscore", "demo", "--duration", "12", "--rate", "200"],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    out = result.stdout
+    assert "Top leads by score" in out
+    assert "Recent stage transitions" in out
+    assert "first_event" in out
+    assert "worker metrics: http://127.0.0.1:" in out
+    assert "lead-" in out
+    # the summary counts events scored by the worker: more than none
+    summary = [line for line in out.splitlines() if "scored by the worker" in line][-1]
+    scored = int(summary.split("scored by the worker")[1].split()[0].replace(",", ""))
+    assert scored > 100

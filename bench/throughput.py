@@ -83,10 +83,14 @@ def main() -> None:
     assert first is not None
     steady = (total - first[1]) / max(finished - first[0], 1e-9)
     print(f"events:                {total:,} ({args.leads:,} leads, batch {args.batch_size})")
-    print(f"overall:               {total / (finished - started):,.0f} events/s "
-          f"(incl. group join, {finished - started:.1f} s)")
-    print(f"steady state:          {steady:,.0f} events/s "
-          f"(first to last commit, {finished - first[0]:.1f} s)")
+    print(
+        f"overall:               {total / (finished - started):,.0f} events/s "
+        f"(incl. group join, {finished - started:.1f} s)"
+    )
+    print(
+        f"steady state:          {steady:,.0f} events/s "
+        f"(first to last commit, {finished - first[0]:.1f} s)"
+    )
     print(f"worker CPU per event:  {cpu / total * 1e6:,.0f} µs")
 
 

@@ -37,13 +37,22 @@ BROWSERS = (
     "Mozilla/5.0 (iPhone; CPU iPhone OS 17_5 like Mac OS X) Mobile/15E148 Safari/604.1",
 )
 BOTS = ("Mozilla/5.0 (compatible; Googlebot/2.1)", "python-requests/2.32", "curl/8.5.0")
-CHANNELS = ("organic_search", "paid_search", "social", "email", "directory", "print", "radio",
-            "tv")
+CHANNELS = ("organic_search", "paid_search", "social", "email", "directory", "print", "radio", "tv")
 
 # persona -> (share of people, actions with weights); an action names a method of `_Acts`
 PERSONAS: dict[str, tuple[float, dict[str, int]]] = {
-    "buyer": (0.15, {"visit_product": 5, "visit_pricing": 4, "click_ad": 2, "demo_form": 2,
-                     "inbound_call": 2, "outbound_call": 2, "purchase": 0}),
+    "buyer": (
+        0.15,
+        {
+            "visit_product": 5,
+            "visit_pricing": 4,
+            "click_ad": 2,
+            "demo_form": 2,
+            "inbound_call": 2,
+            "outbound_call": 2,
+            "purchase": 0,
+        },
+    ),
     "researcher": (0.22, {"visit_blog": 6, "visit_docs": 3, "whitepaper_form": 1}),
     "competitor": (0.05, {"visit_pricing": 4, "visit_product": 3, "competitor_form": 1}),
     "job_seeker": (0.10, {"visit_careers": 5, "job_application": 1}),
@@ -72,8 +81,10 @@ class SimulationStats:
 
     def __str__(self) -> str:
         kinds = ", ".join(f"{k} {n:,}" for k, n in sorted(self.by_record_type.items()))
-        return (f"{self.sent:,} sent in {self.elapsed_s:.1f} s ({kinds}; "
-                f"{self.duplicates:,} duplicates, {self.malformed:,} malformed)")
+        return (
+            f"{self.sent:,} sent in {self.elapsed_s:.1f} s ({kinds}; "
+            f"{self.duplicates:,} duplicates, {self.malformed:,} malformed)"
+        )
 
 
 @dataclass
@@ -119,8 +130,11 @@ class Traffic:
                 messages.append(self._malformed())
             elif roll < self.malformed_rate + self.duplicate_rate and self._recent:
                 original = self.rng.choice(self._recent)
-                messages.append(SimulatedMessage(original.record_type, original.key,
-                                                 original.value, duplicate=True))
+                messages.append(
+                    SimulatedMessage(
+                        original.record_type, original.key, original.value, duplicate=True
+                    )
+                )
             else:
                 for message in self._act():
                     messages.append(message)
@@ -137,8 +151,11 @@ class Traffic:
         n = self._next_person
         known = persona not in ("anonymous", "bot") or self.rng.random() < 0.2
         company = f"Company{n % 997}"
-        traits = {"company": company, "industry": self.rng.choice(INDUSTRIES)} \
-            if persona in ("buyer", "researcher") and self.rng.random() < 0.6 else {}
+        traits = (
+            {"company": company, "industry": self.rng.choice(INDUSTRIES)}
+            if persona in ("buyer", "researcher") and self.rng.random() < 0.6
+            else {}
+        )
         return Person(
             persona=persona,
             lead_id=f"lead-{n:06d}" if known else None,
@@ -163,8 +180,9 @@ class Traffic:
 
     # ---- records ----------------------------------------------------------------------------
 
-    def event(self, record_type: str, person: Person, *, user_agent: str | None = None,
-              **fields: Any) -> SimulatedMessage:
+    def event(
+        self, record_type: str, person: Person, *, user_agent: str | None = None, **fields: Any
+    ) -> SimulatedMessage:
         """One encoded record for `person`, now (or a little late, sometimes)."""
         at = int(self.clock() * 1000)
         if self.rng.random() < self.late_rate:
@@ -175,14 +193,17 @@ class Traffic:
             "occurred_at": at,
             "lead_id": person.lead_id,
             "anonymous_id": person.anonymous_id,
-            "source": {"channel": person.channel,
-                       "campaign": "spring-promo" if person.channel == "paid_search" else None,
-                       "medium": "cpc" if person.channel == "paid_search" else None,
-                       "referrer": None},
-            "context": {"user_agent": user_agent or self.rng.choice(BROWSERS),
-                        "ip": f"198.51.100.{self.rng.randrange(1, 255)}",
-                        "device": device if user_agent is None or "bot" not in user_agent
-                        else "OTHER"},
+            "source": {
+                "channel": person.channel,
+                "campaign": "spring-promo" if person.channel == "paid_search" else None,
+                "medium": "cpc" if person.channel == "paid_search" else None,
+                "referrer": None,
+            },
+            "context": {
+                "user_agent": user_agent or self.rng.choice(BROWSERS),
+                "ip": f"198.51.100.{self.rng.randrange(1, 255)}",
+                "device": device if user_agent is None or "bot" not in user_agent else "OTHER",
+            },
             "traits": dict(person.traits),
             **fields,
         }
@@ -191,12 +212,15 @@ class Traffic:
 
     def _malformed(self) -> SimulatedMessage:
         person = self.rng.choice(self.people)
-        kind = self.rng.choice(["random", "truncated", "no-id", "future", "negative",
-                                "enum"])
+        kind = self.rng.choice(["random", "truncated", "no-id", "future", "negative", "enum"])
         now = int(self.clock() * 1000)
-        visit = {"event_id": str(uuid.UUID(int=self.rng.getrandbits(128), version=4)),
-                 "occurred_at": now, "lead_id": person.lead_id,
-                 "anonymous_id": person.anonymous_id, "url": f"{SITE}/"}
+        visit = {
+            "event_id": str(uuid.UUID(int=self.rng.getrandbits(128), version=4)),
+            "occurred_at": now,
+            "lead_id": person.lead_id,
+            "anonymous_id": person.anonymous_id,
+            "url": f"{SITE}/",
+        }
         if kind == "random":
             value = self.rng.randbytes(self.rng.randint(1, 80))
         elif kind == "truncated":
@@ -208,8 +232,9 @@ class Traffic:
         elif kind == "negative":
             value = encode_record("Visit", {**visit, "duration_ms": -1000})
         else:
-            value = _with_unknown_direction({**visit, "call_id": "c", "direction": "VIDEO",
-                                             "duration_s": 10, "answered": True})
+            value = _with_unknown_direction(
+                {**visit, "call_id": "c", "direction": "VIDEO", "duration_s": 10, "answered": True}
+            )
         record_type = "Call" if kind == "enum" else "Visit"
         return SimulatedMessage(record_type, person.anonymous_id.encode(), value, malformed=True)
 
@@ -222,9 +247,16 @@ class _Acts:
         self.rng = traffic.rng
 
     def _visit(self, p: Person, path: str, title: str) -> list[SimulatedMessage]:
-        return [self.t.event("Visit", p, url=f"{SITE}{path}", title=title,
-                             session_id=f"s-{p.anonymous_id[-6:]}",
-                             duration_ms=self.rng.randint(3_000, 240_000))]
+        return [
+            self.t.event(
+                "Visit",
+                p,
+                url=f"{SITE}{path}",
+                title=title,
+                session_id=f"s-{p.anonymous_id[-6:]}",
+                duration_ms=self.rng.randint(3_000, 240_000),
+            )
+        ]
 
     def visit_product(self, p: Person) -> list[SimulatedMessage]:
         page = self.rng.choice(["/product", "/product/features", "/case-studies", "/"])
@@ -240,56 +272,102 @@ class _Acts:
         return self._visit(p, f"/docs/guide-{self.rng.randrange(20)}", "Docs")
 
     def visit_careers(self, p: Person) -> list[SimulatedMessage]:
-        return self._visit(p, self.rng.choice(["/careers", f"/careers/job-{self.rng.randrange(9)}"]),
-                           "Careers")
+        return self._visit(
+            p, self.rng.choice(["/careers", f"/careers/job-{self.rng.randrange(9)}"]), "Careers"
+        )
 
     def click_ad(self, p: Person) -> list[SimulatedMessage]:
-        return [self.t.event("Click", p, url=f"{SITE}/lp/spring", target_url=f"{SITE}/pricing",
-                             ad_id=f"ad-{self.rng.randrange(12)}")]
+        return [
+            self.t.event(
+                "Click",
+                p,
+                url=f"{SITE}/lp/spring",
+                target_url=f"{SITE}/pricing",
+                ad_id=f"ad-{self.rng.randrange(12)}",
+            )
+        ]
 
-    def _form(self, p: Person, form_id: str, fields: dict[str, str], *, consent: bool = True,
-              agent: bool = False) -> list[SimulatedMessage]:
+    def _form(
+        self,
+        p: Person,
+        form_id: str,
+        fields: dict[str, str],
+        *,
+        consent: bool = True,
+        agent: bool = False,
+    ) -> list[SimulatedMessage]:
         p.requested = True
-        return [self.t.event(
-            "FormSubmission", p, form_id=form_id, url=f"{SITE}/{form_id}", fields=fields,
-            fill_duration_ms=self.rng.randint(8_000, 180_000),
-            completed_by="AGENT" if agent else "SELF",
-            consent={"marketing": consent, "contact": consent})]
+        return [
+            self.t.event(
+                "FormSubmission",
+                p,
+                form_id=form_id,
+                url=f"{SITE}/{form_id}",
+                fields=fields,
+                fill_duration_ms=self.rng.randint(8_000, 180_000),
+                completed_by="AGENT" if agent else "SELF",
+                consent={"marketing": consent, "contact": consent},
+            )
+        ]
 
     def _business_fields(self, p: Person) -> dict[str, str]:
         company = p.traits.get("company") or f"Company{self.rng.randrange(997)}"
-        return {"email": f"{p.persona}.{p.anonymous_id[-4:]}@{company.lower()}.com",
-                "company": company, "job_title": self.rng.choice(TITLES),
-                "industry": p.traits.get("industry") or self.rng.choice(INDUSTRIES),
-                "company_size": str(self.rng.choice([10, 50, 200, 1000, 5000]))}
+        return {
+            "email": f"{p.persona}.{p.anonymous_id[-4:]}@{company.lower()}.com",
+            "company": company,
+            "job_title": self.rng.choice(TITLES),
+            "industry": p.traits.get("industry") or self.rng.choice(INDUSTRIES),
+            "company_size": str(self.rng.choice([10, 50, 200, 1000, 5000])),
+        }
 
     def demo_form(self, p: Person) -> list[SimulatedMessage]:
-        return self._form(p, self.rng.choice(["demo-request", "quote-request"]),
-                          self._business_fields(p), agent=self.rng.random() < 0.2)
+        return self._form(
+            p,
+            self.rng.choice(["demo-request", "quote-request"]),
+            self._business_fields(p),
+            agent=self.rng.random() < 0.2,
+        )
 
     def whitepaper_form(self, p: Person) -> list[SimulatedMessage]:
-        return self._form(p, "whitepaper", self._business_fields(p),
-                          consent=self.rng.random() < 0.7)
+        return self._form(
+            p, "whitepaper", self._business_fields(p), consent=self.rng.random() < 0.7
+        )
 
     def competitor_form(self, p: Person) -> list[SimulatedMessage]:
         domain = self.rng.choice(COMPETITOR_DOMAINS)
-        return self._form(p, "whitepaper", {"email": f"analyst@{domain}",
-                                            "company": domain.split(".")[0]}, consent=False)
+        return self._form(
+            p,
+            "whitepaper",
+            {"email": f"analyst@{domain}", "company": domain.split(".")[0]},
+            consent=False,
+        )
 
     def job_application(self, p: Person) -> list[SimulatedMessage]:
-        return self._form(p, "job-application", {"email": f"me@{self.rng.choice(FREE_MAIL)}",
-                                                 "position": "engineer"})
+        return self._form(
+            p,
+            "job-application",
+            {"email": f"me@{self.rng.choice(FREE_MAIL)}", "position": "engineer"},
+        )
 
     def student_form(self, p: Person) -> list[SimulatedMessage]:
-        return self._form(p, "newsletter", {"email": f"s{p.anonymous_id[-4:]}@university.edu",
-                                            "job_title": "student"})
+        return self._form(
+            p,
+            "newsletter",
+            {"email": f"s{p.anonymous_id[-4:]}@university.edu", "job_title": "student"},
+        )
 
     def _call(self, p: Person, direction: str, outcome: str | None = None) -> SimulatedMessage:
         answered = self.rng.random() < 0.8
-        return self.t.event("Call", p, call_id=f"call-{self.rng.getrandbits(32):08x}",
-                            direction=direction, tracking_number="+15550100",
-                            duration_s=self.rng.randint(60, 900) if answered else 0,
-                            answered=answered, outcome=outcome if answered else None)
+        return self.t.event(
+            "Call",
+            p,
+            call_id=f"call-{self.rng.getrandbits(32):08x}",
+            direction=direction,
+            tracking_number="+15550100",
+            duration_s=self.rng.randint(60, 900) if answered else 0,
+            answered=answered,
+            outcome=outcome if answered else None,
+        )
 
     def inbound_call(self, p: Person) -> list[SimulatedMessage]:
         p.requested = True
@@ -305,9 +383,12 @@ class _Acts:
 
     def bot_burst(self, p: Person) -> list[SimulatedMessage]:
         agent = self.rng.choice(BOTS)
-        return [self.t.event("Click", p, user_agent=agent, url=f"{SITE}/lp/{i}",
-                             target_url=None, ad_id=None)
-                for i in range(self.rng.randint(3, 10))]
+        return [
+            self.t.event(
+                "Click", p, user_agent=agent, url=f"{SITE}/lp/{i}", target_url=None, ad_id=None
+            )
+            for i in range(self.rng.randint(3, 10))
+        ]
 
     def identify(self, p: Person) -> list[SimulatedMessage]:
         """An anonymous visitor fills a form: the event carries both ids."""
@@ -326,9 +407,18 @@ def _with_unknown_direction(record: dict[str, Any]) -> bytes:
     import io
 
     buffer = io.BytesIO()
-    fastavro.schemaless_writer(buffer, fastavro.parse_schema(doc), {
-        "traits": {}, "source": None, "context": None, "tracking_number": None,
-        "outcome": None, **record})
+    fastavro.schemaless_writer(
+        buffer,
+        fastavro.parse_schema(doc),
+        {
+            "traits": {},
+            "source": None,
+            "context": None,
+            "tracking_number": None,
+            "outcome": None,
+            **record,
+        },
+    )
     return buffer.getvalue()
 
 

@@ -40,13 +40,18 @@ def test_the_worker_process_serves_metrics_and_stops_cleanly_on_sigterm(env: Env
         "LEADSCORE_METRICS_HOST": "127.0.0.1",
         "LEADSCORE_KAFKA_OPTIONS": "session.timeout.ms=6000 heartbeat.interval.ms=500",
     }
-    env.produce([
-        (env.topic("forms"), b"L1", encoded("FormSubmission", "L1")),
-        (env.topic("clicks"), b"x", b"not avro"),
-    ])
+    env.produce(
+        [
+            (env.topic("forms"), b"L1", encoded("FormSubmission", "L1")),
+            (env.topic("clicks"), b"x", b"not avro"),
+        ]
+    )
     process = subprocess.Popen(
-        [sys.executable, "-m", "leadscore", "run"], env=environment,
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        [sys.executable, "-m", "leadscore", "run"],
+        env=environment,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
     )
     try:
         base = f"http://127.0.0.1:{port}"
@@ -56,16 +61,19 @@ def test_the_worker_process_serves_metrics_and_stops_cleanly_on_sigterm(env: Env
         def metrics() -> str:
             return http_get(base + "/metrics")[1]
 
-        wait_until(lambda: 'leadscore_outputs_produced_total{kind="score_changed"} 1.0'
-                   in metrics(), what="an output counted")
+        wait_until(
+            lambda: 'leadscore_outputs_produced_total{kind="score_changed"} 1.0' in metrics(),
+            what="an output counted",
+        )
         text = metrics()
         assert 'leadscore_events_consumed_total{type="form"} 1.0' in text
         assert 'leadscore_events_dead_lettered_total{reason="undecodable"} 1.0' in text
         assert "leadscore_batch_duration_seconds_bucket" in text
         assert "leadscore_event_to_publish_seconds_count" in text
         assert "leadscore_redis_call_duration_seconds_count" in text
-        assert f'leadscore_consumer_lag_messages{{partition="0",topic="{env.topic("forms")}"}}' \
-            in text
+        assert (
+            f'leadscore_consumer_lag_messages{{partition="0",topic="{env.topic("forms")}"}}' in text
+        )
         assert "L1" not in text  # no lead id in any label
         started = time.monotonic()
         process.send_signal(signal.SIGTERM)

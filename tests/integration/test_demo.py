@@ -9,7 +9,9 @@ import sys
 def test_the_demo_runs_for_its_duration_and_exits_0() -> None:
     result = subprocess.run(
         [sys.executable, "-m", "leadscore", "demo", "--duration", "12", "--rate", "200"],
-        capture_output=True, text=True, timeout=120,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert result.returncode == 0, result.stdout + result.stderr
     out = result.stdout

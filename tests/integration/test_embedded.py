@@ -24,13 +24,20 @@ def test_services_answer_and_are_stopped_when_the_caller_fails() -> None:
     class Boom(Exception):
         pass
 
-    with pytest.raises(Boom), embedded_services() as services:
-        bootstrap = services.bootstrap_servers
-        redis_address = services.redis_url.removeprefix("redis://").removesuffix("/0")
-        ensure_topics({"bootstrap.servers": bootstrap}, ["embedded.check"])
-        client = redis.Redis.from_url(services.redis_url)
-        assert client.set("k", "v")
-        client.close()
-        raise Boom
-    assert not listening(bootstrap)
-    assert not listening(redis_address)
+    addresses: list[str] = []
+
+    def use_then_fail() -> None:
+        with embedded_services() as services:
+            addresses.append(services.bootstrap_servers)
+            addresses.append(services.redis_url.removeprefix("redis://").removesuffix("/0"))
+            ensure_topics({"bootstrap.servers": services.bootstrap_servers}, ["embedded.check"])
+            client = redis.Redis.from_url(services.redis_url)
+            assert client.set("k", "v")
+            client.close()
+            assert all(listening(a) for a in addresses)
+            raise Boom
+
+    with pytest.raises(Boom):
+        use_then_fail()
+    assert len(addresses) == 2
+    assert not any(listening(a) for a in addresses)

@@ -26,8 +26,10 @@ def test_the_same_seed_gives_the_same_traffic() -> None:
 def test_valid_messages_decode_and_malformed_ones_are_rejected() -> None:
     traffic = Traffic(seed=1, leads=200, clock=clock, malformed_rate=0.02)
     messages = traffic.next(5000)
-    decoders = {rt: InputDecoder(rt, max_clock_skew_ms=300_000, clock=clock)
-                for rt in ("Click", "Visit", "FormSubmission", "Call")}
+    decoders = {
+        rt: InputDecoder(rt, max_clock_skew_ms=300_000, clock=clock)
+        for rt in ("Click", "Visit", "FormSubmission", "Call")
+    }
     reasons: Counter[str] = Counter()
     kinds: Counter[str] = Counter()
     seen: set[str] = set()
@@ -57,13 +59,15 @@ def test_every_persona_appears_and_acts_as_itself() -> None:
     traffic = Traffic(seed=2, leads=400, clock=clock)
     assert {p.persona for p in traffic.people} == set(PERSONAS)
     decoder = InputDecoder("FormSubmission", max_clock_skew_ms=0, clock=clock)
-    forms = [decoder(m.value) for m in traffic.next(20_000)
-             if m.record_type == "FormSubmission" and not m.malformed]
+    forms = [
+        decoder(m.value)
+        for m in traffic.next(20_000)
+        if m.record_type == "FormSubmission" and not m.malformed
+    ]
     form_ids = Counter(f.form_id for f in forms)
     assert {"demo-request", "job-application", "newsletter", "whitepaper"} <= set(form_ids)
     assert any(f.fields.get("job_title") == "student" for f in forms)
-    assert any(f.fields.get("email", "").endswith(("rivalsoft.com", "competeco.io"))
-               for f in forms)
+    assert any(f.fields.get("email", "").endswith(("rivalsoft.com", "competeco.io")) for f in forms)
     # anonymous visitors who identify themselves send an event with both ids
     assert any(f.lead_id and f.anonymous_id for f in forms)
 
@@ -71,9 +75,17 @@ def test_every_persona_appears_and_acts_as_itself() -> None:
 def test_bots_click_in_bursts_with_bot_user_agents() -> None:
     traffic = Traffic(seed=5, leads=300, clock=clock, late_rate=0)
     decoder = InputDecoder("Click", max_clock_skew_ms=0, clock=clock)
-    clicks = [decoder(m.value) for m in traffic.next(5000)
-              if m.record_type == "Click" and not m.malformed and not m.duplicate]
-    bot_clicks = Counter(c.profile_key for c in clicks if "bot" in (c.user_agent or "").lower()
-                         or "requests" in (c.user_agent or "") or "curl" in (c.user_agent or ""))
+    clicks = [
+        decoder(m.value)
+        for m in traffic.next(5000)
+        if m.record_type == "Click" and not m.malformed and not m.duplicate
+    ]
+    bot_clicks = Counter(
+        c.profile_key
+        for c in clicks
+        if "bot" in (c.user_agent or "").lower()
+        or "requests" in (c.user_agent or "")
+        or "curl" in (c.user_agent or "")
+    )
     assert bot_clicks
     assert max(bot_clicks.values()) >= 3  # several clicks in the same instant

@@ -15,7 +15,7 @@ def ensure_topics(
     config: dict[str, Any], topics: Iterable[str], *, partitions: int = 1, timeout_s: float = 30
 ) -> None:
     """Create the topics that do not exist yet; existing ones are left as they are."""
-    admin = AdminClient(config)
+    admin = AdminClient({"log.connection.close": False, **config})
     futures = admin.create_topics(
         [NewTopic(t, num_partitions=partitions, replication_factor=1) for t in topics],
         request_timeout=timeout_s,
@@ -30,7 +30,7 @@ def ensure_topics(
 
 def wait_for_broker(config: dict[str, Any], timeout_s: float) -> None:
     """Return once the broker answers a metadata request; raise after `timeout_s`."""
-    admin = AdminClient(config)
+    admin = AdminClient({"log.connection.close": False, **config})
     try:
         admin.list_topics(timeout=timeout_s)
     except KafkaException as exc:
@@ -43,7 +43,9 @@ def committed_offsets(
     """The offsets a consumer group has committed (negative: nothing committed yet)."""
     from confluent_kafka import Consumer, TopicPartition
 
-    consumer = Consumer({**config, "group.id": group_id, "enable.auto.commit": False})
+    consumer = Consumer(
+        {"log.connection.close": False, **config, "group.id": group_id, "enable.auto.commit": False}
+    )
     try:
         result = consumer.committed([TopicPartition(t, p) for t, p in partitions], timeout=10)
     except KafkaException as exc:

@@ -31,11 +31,18 @@ class RecordProducer:
     """
 
     def __init__(self, config: dict[str, Any]) -> None:
+        self._errors = _ClientErrors()
+        # the callback holds no reference back to this object, so the client is destroyed
+        # (and its connections closed) as soon as the producer is no longer used
         self._producer = Producer(
-            {"enable.idempotence": True, **config, "error_cb": self._on_error}
+            {
+                "enable.idempotence": True,
+                "log.connection.close": False,  # brokers close idle connections: not news
+                **config,
+                "error_cb": self._errors.on_error,
+            }
         )
         self._failures: list[str] = []
-        self._fatal: str | None = None
 
     def send(self, topic: str, key: bytes | None, value: bytes | None, headers: Headers) -> None:
         """Queue one record; blocks briefly while the local queue is full."""
@@ -61,8 +68,8 @@ class RecordProducer:
         if the broker refused any record since the last flush.
         """
         remaining = int(self._producer.flush(timeout_s))
-        if self._fatal:
-            raise KafkaFatal(self._fatal)
+        if self._errors.fatal:
+            raise KafkaFatal(self._errors.fatal)
         if self._failures:
             failures, self._failures = self._failures, []
             raise DeliveryFailed(
@@ -81,7 +88,14 @@ class RecordProducer:
         if error is not None:
             self._failures.append(f"{message.topic()}: {error.str()}")
 
-    def _on_error(self, error: KafkaError) -> None:
+
+class _ClientErrors:
+    """Client-level errors reported by librdkafka's error callback."""
+
+    def __init__(self) -> None:
+        self.fatal: str | None = None
+
+    def on_error(self, error: KafkaError) -> None:
         if error.fatal():
-            self._fatal = f"producer fatal error: {error.str()}"
+            self.fatal = f"producer fatal error: {error.str()}"
         log.warning("kafka producer: %s", error.str())

@@ -331,6 +331,7 @@ def demo(duration: float | None, rate: float, leads: int, seed: int, metrics_por
     from leadscore.demo import run_demo
 
     _configure_logging("WARNING")
+    signal.signal(signal.SIGTERM, signal.default_int_handler)  # stop as on Ctrl-C
     try:
         code = run_demo(
             duration_s=duration,
@@ -342,6 +343,9 @@ def demo(duration: float | None, rate: float, leads: int, seed: int, metrics_por
         )
     except LeadscoreError as exc:
         raise click.ClickException(str(exc)) from exc
+    except KeyboardInterrupt:
+        click.echo("interrupted; everything is stopped", err=True)
+        code = 130
     sys.exit(code)
 
 

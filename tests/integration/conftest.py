@@ -146,9 +146,13 @@ class Env:
         """record type -> topic name"""
         return {rt: self.topic(kind) for kind, rt in RECORD_TYPES.items()}
 
-    def settings(self, group_id: str | None = None, **worker: Any) -> Settings:
+    def settings(
+        self, group_id: str | None = None, kafka: KafkaSettings | None = None, **worker: Any
+    ) -> Settings:
+        """Worker settings for this test's topics; `kafka` overrides how to connect."""
         return Settings(
-            kafka=KafkaSettings(
+            kafka=kafka
+            or KafkaSettings(
                 bootstrap_servers=self.services.bootstrap_servers,
                 group_id=group_id or f"{self.prefix}-group",
                 input_topics=tuple(InputTopic(t, rt) for rt, t in self.input_topics.items()),
@@ -162,9 +166,13 @@ class Env:
         )
 
     def start_worker(
-        self, model: Model | None = None, group_id: str | None = None, **worker: Any
+        self,
+        model: Model | None = None,
+        group_id: str | None = None,
+        kafka: KafkaSettings | None = None,
+        **worker: Any,
     ) -> WorkerHandle:
-        settings = self.settings(group_id, **worker)
+        settings = self.settings(group_id, kafka, **worker)
         handle = WorkerHandle(Worker(settings, model or default_model()))
         self.workers.append(handle)
         return handle
@@ -241,8 +249,9 @@ class WorkerHandle:
             raise self.error
 
 
-@pytest.fixture
-def env(services: Services) -> Iterator[Env]:
+@contextlib.contextmanager
+def isolated_env(services: Services) -> Iterator[Env]:
+    """Fresh topics, group and namespace on `services`; workers left running are stopped."""
     prefix = f"t{uuid.uuid4().hex[:10]}"
     client = redis.Redis.from_url(services.redis_url)
     e = Env(services, prefix, client)
@@ -250,11 +259,19 @@ def env(services: Services) -> Iterator[Env]:
         {"bootstrap.servers": services.bootstrap_servers},
         [*e.input_topics.values(), e.topic("scores"), e.topic("dlq")],
     )
-    yield e
-    for handle in e.workers:
-        if handle.thread.is_alive():
-            handle.stop()
-    client.close()
+    try:
+        yield e
+    finally:
+        for handle in e.workers:
+            if handle.thread.is_alive():
+                handle.stop()
+        client.close()
+
+
+@pytest.fixture
+def env(services: Services) -> Iterator[Env]:
+    with isolated_env(services) as e:
+        yield e
 
 
 def wait_until(check: Callable[[], bool], timeout_s: float = 60, what: str = "") -> None:

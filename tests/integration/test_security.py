@@ -16,7 +16,7 @@ from click.testing import CliRunner
 
 from leadscore.cli import main
 from leadscore.settings import KafkaSettings, Secret
-from tests.integration.conftest import Env, Services, isolated_env, wait_until
+from tests.integration.conftest import Env, Services, isolated_env
 from tests.kafka import apache
 from tests.kafka.security import SecureKafka, secure_kafka
 from tests.records import encoded

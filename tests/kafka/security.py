@@ -16,6 +16,8 @@ from pathlib import Path
 
 from tests.kafka.apache import ApacheKafka, apache_kafka
 
+SCRAM_LOGIN = "org.apache.kafka.common.security.scram.ScramLoginModule required;"
+
 
 @dataclass(frozen=True)
 class Certificates:
@@ -117,7 +119,7 @@ def secure_kafka(directory: Path) -> Iterator[SecureKafka]:
         "ssl.truststore.location": str(certificates.ca),
         "listener.name.ssl.ssl.client.auth": "required",
         "sasl.enabled.mechanisms": "SCRAM-SHA-512",
-        "listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config": "org.apache.kafka.common.security.scram.ScramLoginModule required;",
+        "listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config": SCRAM_LOGIN,
     }
     with apache_kafka(
         extra_listeners={"SSL": "SSL", "SASL_SSL": "SASL_SSL"},

@@ -187,7 +187,13 @@ def main() -> None:
     default="at-least-once",
     show_default=True,
     help="Output delivery: at-least-once (stable ids, consumers deduplicate) or "
-    "exactly-once (Kafka transactions; not available yet).",
+    "exactly-once (outputs and offsets in one Kafka transaction per batch, for "
+    "read_committed consumers; needs a broker with transactions, e.g. Apache Kafka).",
+)
+@option(
+    "--transactional-id",
+    help="exactly-once only: the producer's transactional id, unique per worker and stable "
+    "across its restarts. Default: leadscore-GROUP-(group instance id or host name).",
 )
 @option(
     "--emit-anonymous",
@@ -259,11 +265,6 @@ def run(**o: Any) -> None:
 
 def _worker_settings(o: dict[str, Any]) -> tuple[Settings, Any]:
     try:
-        if o["processing_guarantee"] == "exactly-once":
-            raise ConfigError(
-                "--processing-guarantee exactly-once is not available yet; "
-                "use at-least-once (outputs carry stable ids for deduplication)"
-            )
         settings = Settings(
             kafka=kafka_settings(
                 o,
@@ -273,6 +274,7 @@ def _worker_settings(o: dict[str, Any]) -> tuple[Settings, Any]:
                 group_instance_id=o["group_instance_id"],
                 client_id=o["client_id"],
                 processing_guarantee=o["processing_guarantee"],
+                transactional_id=o["transactional_id"],
             ),
             redis=RedisSettings(
                 url=Secret(o["redis_url"]),

@@ -41,6 +41,10 @@ class KafkaFatal(LeadscoreError):
     """The Kafka client is in a state it cannot recover from (fenced, misconfigured)."""
 
 
+class PartitionsLost(LeadscoreError):
+    """The batch's partitions now belong to another worker, which will replay them."""
+
+
 class DeliveryFailed(LeadscoreError):
     """An output or dead letter was not acknowledged; offsets must not be committed."""
 

@@ -7,6 +7,7 @@ and never appear in `repr()`, logs or errors.
 from __future__ import annotations
 
 import re
+import socket
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -66,6 +67,7 @@ class KafkaSettings:
     output_topic: str = "leads.scores"
     dlq_topic: str = "leads.dlq"
     processing_guarantee: str = "at-least-once"
+    transactional_id: str | None = None
     security_protocol: str | None = None
     sasl_mechanism: str | None = None
     sasl_username: str | None = None
@@ -103,7 +105,15 @@ class KafkaSettings:
         return _only_for(config, "consumer")
 
     def producer_config(self) -> dict[str, Any]:
-        return _only_for({"linger.ms": 5, **self.common_config()}, "producer")
+        config = {"linger.ms": 5, **self.common_config()}
+        if self.processing_guarantee == "exactly-once":
+            config["transactional.id"] = self.transactional_id or self.default_transactional_id()
+        return _only_for(config, "producer")
+
+    def default_transactional_id(self) -> str:
+        """Stable across restarts of one worker (so a restart fences its predecessor's open
+        transaction at once) and different between the workers of a group."""
+        return f"leadscore-{self.group_id}-{self.group_instance_id or socket.gethostname()}"
 
     def admin_config(self) -> dict[str, Any]:
         return _only_for(self.common_config(), "admin")

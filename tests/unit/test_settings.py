@@ -116,7 +116,12 @@ def test_a_bad_option_is_a_usage_error_not_a_traceback() -> None:
     assert "name the record type" in result.output
 
 
-def test_exactly_once_is_refused_until_it_exists() -> None:
-    result = CliRunner().invoke(main, ["run", "--processing-guarantee", "exactly-once"])
-    assert result.exit_code == 2
-    assert "not available yet" in result.output
+def test_exactly_once_makes_a_transactional_producer_with_a_stable_id() -> None:
+    kafka = KafkaSettings(
+        group_id="g", group_instance_id="worker-3", processing_guarantee="exactly-once"
+    )
+    assert kafka.producer_config()["transactional.id"] == "leadscore-g-worker-3"
+    assert "transactional.id" not in kafka.consumer_config()
+    assert "transactional.id" not in KafkaSettings().producer_config()
+    explicit = KafkaSettings(processing_guarantee="exactly-once", transactional_id="tx-1")
+    assert explicit.producer_config()["transactional.id"] == "tx-1"

@@ -107,6 +107,10 @@ class InputConsumer:
             if tp.error is not None:
                 raise KafkaUnavailable(f"offset commit failed for {tp.topic}[{tp.partition}]")
 
+    def group_metadata(self) -> Any:
+        """Opaque group membership data that fences a transactional commit of offsets."""
+        return self._consumer.consumer_group_metadata()
+
     def keep_alive(self) -> None:
         """Serve group callbacks while a batch waits, without taking new messages.
 

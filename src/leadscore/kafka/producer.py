@@ -5,9 +5,9 @@ from __future__ import annotations
 import logging
 from typing import Any, NamedTuple, cast
 
-from confluent_kafka import KafkaError, KafkaException, Producer
+from confluent_kafka import KafkaError, KafkaException, Producer, TopicPartition
 
-from leadscore.errors import DeliveryFailed, KafkaFatal
+from leadscore.errors import DeliveryFailed, KafkaFatal, PartitionsLost
 
 log = logging.getLogger(__name__)
 
@@ -99,3 +99,65 @@ class _ClientErrors:
         if error.fatal():
             self.fatal = f"producer fatal error: {error.str()}"
         log.warning("kafka producer: %s", error.str())
+
+
+class TransactionalProducer(RecordProducer):
+    """A producer whose records and input offsets commit together, in one transaction."""
+
+    def __init__(self, config: dict[str, Any], timeout_s: float = 30.0) -> None:
+        super().__init__(config)
+        self._timeout_s = timeout_s
+        self._call("initialize transactions", self._producer.init_transactions, timeout_s)
+
+    def begin(self) -> None:
+        self._failures.clear()
+        self._call("begin a transaction", self._producer.begin_transaction)
+
+    def commit(self, next_offsets: dict[tuple[str, int], int], group_metadata: Any) -> None:
+        """Add the input offsets to the transaction and commit it.
+
+        Raises `PartitionsLost` when the group moved on (the new owner replays the batch),
+        `DeliveryFailed` when the transaction had to be aborted (send it all again), and
+        `KafkaFatal` when this producer cannot go on (fenced by a newer instance).
+        """
+        offsets = [TopicPartition(t, p, o) for (t, p), o in next_offsets.items()]
+        self._call(
+            "add offsets to the transaction",
+            self._producer.send_offsets_to_transaction,
+            offsets,
+            group_metadata,
+            self._timeout_s,
+        )
+        self._call("commit the transaction", self._producer.commit_transaction, self._timeout_s)
+
+    def abort(self) -> None:
+        try:
+            self._producer.abort_transaction(self._timeout_s)
+        except KafkaException as exc:
+            log.warning("aborting the transaction failed: %s", exc)
+
+    def _call(self, what: str, call: Any, *args: Any) -> None:
+        while True:
+            try:
+                call(*args)
+                return
+            except KafkaException as exc:
+                error = exc.args[0]
+                if error.retriable():
+                    log.warning("%s: %s; retrying", what, error.str())
+                    continue
+                if error.code() in _GROUP_MOVED_ON:
+                    self.abort()
+                    raise PartitionsLost(f"{what}: {error.str()}") from exc
+                if error.txn_requires_abort():
+                    self.abort()
+                    raise DeliveryFailed(f"{what}: {error.str()}; transaction aborted") from exc
+                raise KafkaFatal(f"{what}: {error.str()}") from exc
+
+
+_GROUP_MOVED_ON = {
+    KafkaError.UNKNOWN_MEMBER_ID,
+    KafkaError.ILLEGAL_GENERATION,
+    KafkaError.FENCED_INSTANCE_ID,
+    KafkaError.REBALANCE_IN_PROGRESS,
+}

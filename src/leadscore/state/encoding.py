@@ -1,9 +1,12 @@
-"""LeadState <-> bytes: compact JSON with short keys (hundreds of bytes per lead)."""
+"""What the store keeps, as bytes: the state (compact JSON with short keys) and the outputs
+of the last write (length-prefixed Avro records), so that a replay can publish them again."""
 
 from __future__ import annotations
 
 import json
-from typing import Any
+import struct
+from collections.abc import Sequence
+from typing import Any, NamedTuple
 
 from leadscore.scoring.state import LeadState
 
@@ -50,3 +53,35 @@ def decode_state(raw: bytes) -> LeadState:
         pending=doc.get("p", {}),
         recent=doc["r"],
     )
+
+
+class StoredOutput(NamedTuple):
+    """An encoded output and the offset of the input event that caused it."""
+
+    cause_offset: int
+    kind: str
+    value: bytes
+
+
+_KINDS = ("score_changed", "stage_transitioned")
+_OUTPUT_HEADER = struct.Struct(">qBI")  # cause offset, kind, value length
+
+
+def encode_outputs(outputs: Sequence[StoredOutput]) -> bytes:
+    parts = []
+    for output in outputs:
+        parts.append(
+            _OUTPUT_HEADER.pack(output.cause_offset, _KINDS.index(output.kind), len(output.value))
+        )
+        parts.append(output.value)
+    return b"".join(parts)
+
+
+def decode_outputs(raw: bytes) -> list[StoredOutput]:
+    outputs, position = [], 0
+    while position < len(raw):
+        offset, kind, length = _OUTPUT_HEADER.unpack_from(raw, position)
+        position += _OUTPUT_HEADER.size
+        outputs.append(StoredOutput(offset, _KINDS[kind], raw[position : position + length]))
+        position += length
+    return outputs

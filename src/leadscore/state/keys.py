@@ -12,6 +12,7 @@ from leadscore.scoring.events import ProfileKey
 VERSION_FIELD = "v"
 STATE_FIELD = "s"
 WATERMARK_PREFIX = "w:"
+OUTPUTS_PREFIX = "o:"
 
 
 def profile_key(namespace: str, profile: ProfileKey) -> str:
@@ -29,6 +30,12 @@ def watermark_field(topic: str, partition: int) -> str:
     return f"{WATERMARK_PREFIX}{topic}:{partition}"
 
 
-def parse_watermark_field(field: str) -> tuple[str, int]:
-    topic, _, partition = field[len(WATERMARK_PREFIX) :].rpartition(":")
+def outputs_field(topic: str, partition: int) -> str:
+    """The hash field holding the outputs of the last write caused by `topic[partition]`."""
+    return f"{OUTPUTS_PREFIX}{topic}:{partition}"
+
+
+def parse_partition_field(field: str) -> tuple[str, int]:
+    """(topic, partition) of a watermark or outputs field."""
+    topic, _, partition = field[2:].rpartition(":")
     return topic, int(partition)

@@ -14,7 +14,13 @@ from leadscore.errors import StateUnavailable
 from leadscore.scoring.events import ProfileKey
 from leadscore.scoring.state import LeadState
 from leadscore.state import keys
-from leadscore.state.encoding import decode_state, encode_state
+from leadscore.state.encoding import (
+    StoredOutput,
+    decode_outputs,
+    decode_state,
+    encode_outputs,
+    encode_state,
+)
 
 Partition = tuple[str, int]
 
@@ -30,21 +36,28 @@ class ApplyStatus(IntEnum):
 
 @dataclass(frozen=True, slots=True)
 class Stored:
-    """A profile as read: its version (0 if new), state and per-partition watermarks."""
+    """A profile as read: its version (0 if new), state, and per input partition the
+    highest offset applied (watermark) and the outputs of the last write it caused."""
 
     version: int = 0
     state: LeadState | None = None
     watermarks: dict[Partition, int] = field(default_factory=dict)
+    outputs: dict[Partition, list[StoredOutput]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
 class Write:
-    """A new state for a profile, valid only if the profile is still at `expected_version`."""
+    """A new state for a profile, valid only if the profile is still at `expected_version`.
+
+    `outputs` replaces, for each partition in `watermarks`, the outputs kept from the
+    previous write (none: the field is removed).
+    """
 
     profile: ProfileKey
     expected_version: int
     state: LeadState
     watermarks: dict[Partition, int]
+    outputs: dict[Partition, list[StoredOutput]] = field(default_factory=dict)
 
 
 def _script(name: str) -> str:
@@ -81,7 +94,13 @@ class StateStore:
         for write in writes:
             args: list[Any] = [write.expected_version, encode_state(write.state), self._ttl_ms]
             for (topic, partition), offset in write.watermarks.items():
-                args += [keys.watermark_field(topic, partition), offset]
+                outputs = write.outputs.get((topic, partition), [])
+                args += [
+                    keys.watermark_field(topic, partition),
+                    offset,
+                    keys.outputs_field(topic, partition),
+                    encode_outputs(outputs),
+                ]
             self._apply(
                 keys=[keys.profile_key(self.namespace, write.profile)], args=args, client=pipe
             )
@@ -108,14 +127,18 @@ class StateStore:
 def _stored(reply: dict[bytes, bytes]) -> Stored:
     if not reply:
         return Stored()
-    watermarks = {
-        keys.parse_watermark_field(name.decode()): int(value)
-        for name, value in reply.items()
-        if name.startswith(keys.WATERMARK_PREFIX.encode())
-    }
+    watermarks: dict[Partition, int] = {}
+    outputs: dict[Partition, list[StoredOutput]] = {}
+    for name, value in reply.items():
+        field_name = name.decode()
+        if field_name.startswith(keys.WATERMARK_PREFIX):
+            watermarks[keys.parse_partition_field(field_name)] = int(value)
+        elif field_name.startswith(keys.OUTPUTS_PREFIX):
+            outputs[keys.parse_partition_field(field_name)] = decode_outputs(value)
     raw = reply.get(keys.STATE_FIELD.encode())
     return Stored(
         version=int(reply.get(keys.VERSION_FIELD.encode(), b"0")),
         state=decode_state(raw) if raw else None,
         watermarks=watermarks,
+        outputs=outputs,
     )

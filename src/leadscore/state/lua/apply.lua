@@ -4,17 +4,26 @@
 -- ARGV[1]  expected version: the `v` field read before scoring (0: the profile is new)
 -- ARGV[2]  the encoded state
 -- ARGV[3]  time to live in milliseconds (0: never expires)
--- ARGV[4..] pairs of watermark field and offset, one per (topic, partition) applied
+-- ARGV[4..] pairs of field and value written with the state: one watermark per
+--          (topic, partition) applied, and the outputs this write caused per partition;
+--          an empty value deletes the field
 --
 -- Returns {status, version}:
---   {1, new version}      applied: state, version and watermarks written together
+--   {1, new version}      applied: state, version and the fields written together
 --   {2, current version}  conflict: someone else wrote since the read; nothing written
 local current = tonumber(redis.call('HGET', KEYS[1], 'v') or '0')
 if current ~= tonumber(ARGV[1]) then
   return {2, current}
 end
 local version = current + 1
-redis.call('HSET', KEYS[1], 'v', version, 's', ARGV[2], unpack(ARGV, 4))
+redis.call('HSET', KEYS[1], 'v', version, 's', ARGV[2])
+for i = 4, #ARGV, 2 do
+  if ARGV[i + 1] == '' then
+    redis.call('HDEL', KEYS[1], ARGV[i])
+  else
+    redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1])
+  end
+end
 local ttl = tonumber(ARGV[3])
 if ttl > 0 then
   redis.call('PEXPIRE', KEYS[1], ttl)

@@ -147,7 +147,11 @@ class Env:
         return {rt: self.topic(kind) for kind, rt in RECORD_TYPES.items()}
 
     def settings(
-        self, group_id: str | None = None, kafka: KafkaSettings | None = None, **worker: Any
+        self,
+        group_id: str | None = None,
+        kafka: KafkaSettings | None = None,
+        guarantee: str = "at-least-once",
+        **worker: Any,
     ) -> Settings:
         """Worker settings for this test's topics; `kafka` overrides how to connect."""
         return Settings(
@@ -159,6 +163,8 @@ class Env:
                 output_topic=self.topic("scores"),
                 dlq_topic=self.topic("dlq"),
                 options=CLIENT_OPTIONS,
+                processing_guarantee=guarantee,
+                transactional_id=f"{self.prefix}-tx",
             ),
             redis=RedisSettings(url=Secret(self.services.redis_url), namespace=self.prefix),
             metrics=MetricsSettings(port=0),
@@ -170,9 +176,10 @@ class Env:
         model: Model | None = None,
         group_id: str | None = None,
         kafka: KafkaSettings | None = None,
+        guarantee: str = "at-least-once",
         **worker: Any,
     ) -> WorkerHandle:
-        settings = self.settings(group_id, kafka, **worker)
+        settings = self.settings(group_id, kafka, guarantee, **worker)
         handle = WorkerHandle(Worker(settings, model or default_model()))
         self.workers.append(handle)
         return handle

@@ -28,7 +28,7 @@ from typing import Any
 
 import pytest
 import redis
-from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, Producer, TopicPartition
 
 from leadscore.embedded import embedded_broker, embedded_redis
 from leadscore.kafka.admin import ensure_topics
@@ -215,17 +215,29 @@ class Env:
         return records
 
     def committed(self) -> dict[str, int]:
-        """Committed offsets of the worker group, per input topic (partition 0)."""
+        """Committed offsets of the worker group, per input topic (partition 0).
+
+        read_uncommitted: do not wait for a pending transactional commit to settle (after a
+        SIGKILL it stays pending until the next instance fences it); it is not counted.
+        """
         consumer = Consumer(
             {
                 "bootstrap.servers": self.services.bootstrap_servers,
                 "group.id": f"{self.prefix}-group",
+                "isolation.level": "read_uncommitted",
             }
         )
+        partitions = [TopicPartition(t, 0) for t in self.input_topics.values()]
+        deadline = time.monotonic() + 60
         try:
-            parts = consumer.committed(
-                [TopicPartition(t, 0) for t in self.input_topics.values()], timeout=10
-            )
+            while True:
+                try:
+                    parts = consumer.committed(partitions, timeout=10)
+                    break
+                except KafkaException:  # coordinator loading or moving: ask again
+                    if time.monotonic() > deadline:
+                        raise
+                    time.sleep(0.5)
         finally:
             consumer.close()
         return {tp.topic: tp.offset for tp in parts}
@@ -287,3 +299,46 @@ def wait_until(check: Callable[[], bool], timeout_s: float = 60, what: str = "")
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out waiting for {what or check}")
         time.sleep(0.1)
+
+
+def read_all(env: Env, kind: str, idle_s: float = 3.0) -> list[Any]:
+    """Every record of a topic (read_committed), until none arrives for `idle_s`."""
+    consumer = Consumer(
+        {
+            "bootstrap.servers": env.services.bootstrap_servers,
+            "group.id": "unused",
+            "enable.auto.commit": False,
+            "isolation.level": "read_committed",
+        }
+    )
+    consumer.assign(
+        [TopicPartition(env.topic(kind), p, OFFSET_BEGINNING) for p in range(env.partitions)]
+    )
+    records: list[Any] = []
+    last = time.monotonic()
+    try:
+        while time.monotonic() - last < idle_s:
+            batch = [r for r in consumer.consume(1000, 0.5) if r.error() is None]
+            if batch:
+                records.extend(batch)
+                last = time.monotonic()
+    finally:
+        consumer.close()
+    return records
+
+
+def worker_environment(env: Env, **overrides: str) -> dict[str, str]:
+    """LEADSCORE_* variables that point `leadscore run` at this test's topics and namespace."""
+    return {
+        **os.environ,
+        "LEADSCORE_BOOTSTRAP_SERVERS": env.services.bootstrap_servers,
+        "LEADSCORE_REDIS_URL": env.services.redis_url,
+        "LEADSCORE_INPUT_TOPICS": ",".join(f"{t}={rt}" for rt, t in env.input_topics.items()),
+        "LEADSCORE_OUTPUT_TOPIC": env.topic("scores"),
+        "LEADSCORE_DLQ_TOPIC": env.topic("dlq"),
+        "LEADSCORE_GROUP_ID": f"{env.prefix}-group",
+        "LEADSCORE_STATE_NAMESPACE": env.prefix,
+        "LEADSCORE_METRICS_PORT": "0",
+        "LEADSCORE_KAFKA_OPTIONS": "session.timeout.ms=6000 heartbeat.interval.ms=500",
+        **{f"LEADSCORE_{k.upper()}": v for k, v in overrides.items()},
+    }

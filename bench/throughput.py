@@ -1,25 +1,32 @@
-"""Quick throughput benchmark: how many events per second `leadscore run` sustains.
+"""Throughput of `leadscore run`, at-least-once and exactly-once side by side.
 
-Starts the embedded broker and Redis, produces EVENTS simulated events into the four input
-topics, then starts the worker (a separate process, as in production) and watches its
-committed offsets until they reach the end. Prints events/s overall (from the worker's
-start, group join included) and steady-state (between the first and the last commit), and
-the worker's CPU time per event.
+Starts a broker (Apache Kafka from tests/kafka/ when Java is here, else the embedded Tansu)
+and a Redis, produces EVENTS simulated events into the four input topics, then for each
+delivery guarantee starts the worker (a separate process, as in production; its own group,
+output topic and Redis namespace) and watches its committed offsets until they reach the
+end. Prints events/s overall (group join included) and steady-state (first to last
+commit), and the worker's CPU time per event.
 
-    python bench/throughput.py --events 100000
+    python bench/throughput.py --events 200000
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
-from leadscore.embedded import embedded_services
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests.kafka: the broker
+
+from tests.kafka import apache
+
+from leadscore.embedded import embedded_broker, embedded_redis
 from leadscore.kafka.admin import committed_offsets, ensure_topics
 from leadscore.simulate import simulate
 
@@ -29,6 +36,7 @@ TOPICS = {
     "FormSubmission": "leads.forms",
     "Call": "leads.calls",
 }
+GUARANTEES = ("at-least-once", "exactly-once")
 
 
 def cpu_seconds(pid: int) -> float:
@@ -36,62 +44,93 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+@contextlib.contextmanager
+def broker(kind: str) -> Iterator[tuple[str, str]]:
+    if kind == "kafka":
+        with apache.apache_kafka() as kafka:
+            yield kafka.bootstrap_servers, f"Apache Kafka {apache.kafka_version()}"
+    else:
+        with embedded_broker() as bootstrap:
+            yield bootstrap, "Tansu (embedded)"
+
+
+def run_worker(
+    bootstrap: str, redis_url: str, guarantee: str, batch_size: int, end: dict[tuple[str, int], int]
+) -> dict[str, float]:
+    group = f"bench-{guarantee}"
+    env = {
+        **os.environ,
+        "LEADSCORE_BOOTSTRAP_SERVERS": bootstrap,
+        "LEADSCORE_REDIS_URL": redis_url,
+        "LEADSCORE_GROUP_ID": group,
+        "LEADSCORE_STATE_NAMESPACE": group,
+        "LEADSCORE_OUTPUT_TOPIC": f"leads.scores.{guarantee}",
+        "LEADSCORE_PROCESSING_GUARANTEE": guarantee,
+        "LEADSCORE_METRICS_PORT": "0",
+        "LEADSCORE_BATCH_SIZE": str(batch_size),
+        "LEADSCORE_KAFKA_OPTIONS": "session.timeout.ms=6000 heartbeat.interval.ms=1000",
+        "LEADSCORE_LOG_LEVEL": "WARNING",
+    }
+    kafka = {"bootstrap.servers": bootstrap}
+    total = sum(end.values())
+    worker = subprocess.Popen([sys.executable, "-m", "leadscore", "run"], env=env)
+    started = time.monotonic()
+    first: tuple[float, int] | None = None
+    done = 0
+    try:
+        while done < total:
+            time.sleep(0.2)
+            offsets = committed_offsets(kafka, group, end)
+            done = sum(max(o, 0) for o in offsets.values())
+            if first is None and done > 0:
+                first = (time.monotonic(), done)
+            if worker.poll() is not None:
+                raise SystemExit(f"worker exited with {worker.returncode}")
+        finished = time.monotonic()
+        cpu = cpu_seconds(worker.pid)
+    finally:
+        worker.send_signal(signal.SIGTERM)
+        worker.wait(30)
+    assert first is not None
+    return {
+        "overall": total / (finished - started),
+        "steady": (total - first[1]) / max(finished - first[0], 1e-9),
+        "seconds": finished - started,
+        "cpu_us": cpu / total * 1e6,
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--events", type=int, default=100_000)
-    parser.add_argument("--leads", type=int, default=5_000)
+    parser.add_argument("--leads", type=int, default=10_000)
     parser.add_argument("--batch-size", type=int, default=2000)
+    parser.add_argument(
+        "--broker", choices=["kafka", "tansu"], default="kafka" if apache.available() else "tansu"
+    )
+    parser.add_argument("--guarantee", choices=[*GUARANTEES, "both"], default="both")
     args = parser.parse_args()
+    guarantees = GUARANTEES if args.guarantee == "both" else (args.guarantee,)
 
-    with embedded_services() as services:
-        kafka = {"bootstrap.servers": services.bootstrap_servers}
-        ensure_topics(kafka, [*TOPICS.values(), "leads.scores", "leads.dlq"])
-        print(f"producing {args.events:,} events for {args.leads:,} leads ...", flush=True)
-        started = time.monotonic()
+    with broker(args.broker) as (bootstrap, name), embedded_redis() as redis_url:
+        kafka = {"bootstrap.servers": bootstrap}
+        outputs = [f"leads.scores.{g}" for g in guarantees]
+        ensure_topics(kafka, [*TOPICS.values(), *outputs, "leads.dlq"])
+        print(
+            f"broker: {name}; producing {args.events:,} events for {args.leads:,} leads", flush=True
+        )
         stats = simulate(kafka, TOPICS, rate=0, limit=args.events, leads=args.leads, seed=7)
-        print(f"  produced in {time.monotonic() - started:.1f} s: {stats}", flush=True)
+        print(f"  {stats}", flush=True)
         end = {(TOPICS[rt], 0): n for rt, n in stats.by_record_type.items()}
-        total = sum(end.values())
+        results = {g: run_worker(bootstrap, redis_url, g, args.batch_size, end) for g in guarantees}
 
-        env = {
-            **os.environ,
-            "LEADSCORE_BOOTSTRAP_SERVERS": services.bootstrap_servers,
-            "LEADSCORE_REDIS_URL": services.redis_url,
-            "LEADSCORE_METRICS_PORT": "0",
-            "LEADSCORE_BATCH_SIZE": str(args.batch_size),
-            "LEADSCORE_KAFKA_OPTIONS": "session.timeout.ms=6000 heartbeat.interval.ms=1000",
-            "LEADSCORE_LOG_LEVEL": "WARNING",
-        }
-        worker = subprocess.Popen([sys.executable, "-m", "leadscore", "run"], env=env)
-        started = time.monotonic()
-        first: tuple[float, int] | None = None
-        done = 0
-        try:
-            while done < total:
-                time.sleep(0.2)
-                offsets = committed_offsets(kafka, "leadscore", end)
-                done = sum(max(o, 0) for o in offsets.values())
-                if first is None and done > 0:
-                    first = (time.monotonic(), done)
-                if worker.poll() is not None:
-                    raise SystemExit(f"worker exited with {worker.returncode}")
-            finished = time.monotonic()
-            cpu = cpu_seconds(worker.pid)
-        finally:
-            worker.send_signal(signal.SIGTERM)
-            worker.wait(30)
-    assert first is not None
-    steady = (total - first[1]) / max(finished - first[0], 1e-9)
-    print(f"events:                {total:,} ({args.leads:,} leads, batch {args.batch_size})")
-    print(
-        f"overall:               {total / (finished - started):,.0f} events/s "
-        f"(incl. group join, {finished - started:.1f} s)"
-    )
-    print(
-        f"steady state:          {steady:,.0f} events/s "
-        f"(first to last commit, {finished - first[0]:.1f} s)"
-    )
-    print(f"worker CPU per event:  {cpu / total * 1e6:,.0f} µs")
+    print(f"\n{args.events:,} events, {args.leads:,} leads, batch {args.batch_size}, {name}")
+    print(f"{'guarantee':<15}{'overall ev/s':>14}{'steady ev/s':>14}{'CPU µs/event':>14}")
+    for guarantee, r in results.items():
+        print(f"{guarantee:<15}{r['overall']:>14,.0f}{r['steady']:>14,.0f}{r['cpu_us']:>14,.0f}")
+    if len(results) == 2:
+        ratio = results["exactly-once"]["steady"] / results["at-least-once"]["steady"]
+        print(f"exactly-once / at-least-once steady throughput: {ratio:.2f}")
 
 
 if __name__ == "__main__":

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
@@ -11,7 +10,7 @@ import urllib.error
 import urllib.request
 
 from leadscore.embedded import free_port
-from tests.integration.conftest import Env, wait_until
+from tests.integration.conftest import Env, wait_until, worker_environment
 from tests.records import encoded
 
 
@@ -27,19 +26,7 @@ def http_get(url: str) -> tuple[int, str]:
 
 def test_the_worker_process_serves_metrics_and_stops_cleanly_on_sigterm(env: Env) -> None:
     port = free_port()
-    environment = {
-        **os.environ,
-        "LEADSCORE_BOOTSTRAP_SERVERS": env.services.bootstrap_servers,
-        "LEADSCORE_REDIS_URL": env.services.redis_url,
-        "LEADSCORE_INPUT_TOPICS": ",".join(f"{t}={rt}" for rt, t in env.input_topics.items()),
-        "LEADSCORE_OUTPUT_TOPIC": env.topic("scores"),
-        "LEADSCORE_DLQ_TOPIC": env.topic("dlq"),
-        "LEADSCORE_GROUP_ID": f"{env.prefix}-group",
-        "LEADSCORE_STATE_NAMESPACE": env.prefix,
-        "LEADSCORE_METRICS_PORT": str(port),
-        "LEADSCORE_METRICS_HOST": "127.0.0.1",
-        "LEADSCORE_KAFKA_OPTIONS": "session.timeout.ms=6000 heartbeat.interval.ms=500",
-    }
+    environment = worker_environment(env, metrics_port=str(port), metrics_host="127.0.0.1")
     env.produce(
         [
             (env.topic("forms"), b"L1", encoded("FormSubmission", "L1")),

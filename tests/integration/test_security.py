@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import os
 import signal
 import subprocess
 import sys
@@ -16,7 +15,7 @@ from click.testing import CliRunner
 
 from leadscore.cli import main
 from leadscore.settings import KafkaSettings, Secret
-from tests.integration.conftest import Env, Services, isolated_env
+from tests.integration.conftest import Env, Services, isolated_env, worker_environment
 from tests.kafka import apache
 from tests.kafka.security import SecureKafka, secure_kafka
 from tests.records import encoded
@@ -82,26 +81,17 @@ def test_the_password_never_appears_in_logs_help_or_errors(
 ) -> None:
     password_file = tmp_path / "password"
     password_file.write_text(secure.password + "\n")
-    environment = {
-        **os.environ,
-        "LEADSCORE_BOOTSTRAP_SERVERS": secure.sasl_ssl,
-        "LEADSCORE_SECURITY_PROTOCOL": "SASL_SSL",
-        "LEADSCORE_SASL_MECHANISM": "SCRAM-SHA-512",
-        "LEADSCORE_SASL_USERNAME": secure.username,
-        "LEADSCORE_SASL_PASSWORD_FILE": str(password_file),
-        "LEADSCORE_SSL_CA_LOCATION": str(secure.certificates.ca),
-        "LEADSCORE_REDIS_URL": secure_env.services.redis_url,
-        "LEADSCORE_INPUT_TOPICS": ",".join(
-            f"{t}={rt}" for rt, t in secure_env.input_topics.items()
-        ),
-        "LEADSCORE_OUTPUT_TOPIC": secure_env.topic("scores"),
-        "LEADSCORE_DLQ_TOPIC": secure_env.topic("dlq"),
-        "LEADSCORE_GROUP_ID": f"{secure_env.prefix}-group",
-        "LEADSCORE_STATE_NAMESPACE": secure_env.prefix,
-        "LEADSCORE_METRICS_PORT": "0",
-        "LEADSCORE_LOG_LEVEL": "DEBUG",
-        "LEADSCORE_KAFKA_OPTIONS": "session.timeout.ms=6000 debug=security,broker",
-    }
+    environment = worker_environment(
+        secure_env,
+        bootstrap_servers=secure.sasl_ssl,
+        security_protocol="SASL_SSL",
+        sasl_mechanism="SCRAM-SHA-512",
+        sasl_username=secure.username,
+        sasl_password_file=str(password_file),
+        ssl_ca_location=str(secure.certificates.ca),
+        log_level="DEBUG",
+        kafka_options="session.timeout.ms=6000 debug=security,broker",
+    )
     process = subprocess.Popen(
         [sys.executable, "-m", "leadscore", "run"],
         env=environment,

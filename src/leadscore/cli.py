@@ -422,17 +422,30 @@ def check_model(path: Path | None) -> None:
     except ConfigError as exc:
         raise click.ClickException(str(exc)) from exc
     click.echo(f"model {model.version}: valid")
-    click.echo(f"  engagement half-life: {model.half_life_ms / 86_400_000:g} days")
-    click.echo("  points: " + ", ".join(f"{t.value} {p:+g}" for t, p in model.points.items()))
-    if model.fit_attributes:
-        click.echo("  fit: " + ", ".join(f"{a} {p:+g}" for a, p in model.fit_attributes.items()))
+    click.echo(f"engagement (half-life {model.half_life_ms / 86_400_000:g} days):")
+    for rule in model.rules:
+        flags = [f for f, on in (("once", rule.once), ("no decay", not rule.decays)) if on]
+        tags = f" tags {', '.join(rule.tags)}" if rule.tags else ""
+        extra = f" ({', '.join(flags)})" if flags else ""
+        click.echo(f"  {rule.points:+7g}  {rule.name}{extra}{tags}: {rule.when}")
+    click.echo("fit:")
+    for fit_rule in model.fit_rules:
+        tags = f" tags {', '.join(fit_rule.tags)}" if fit_rule.tags else ""
+        click.echo(f"  {fit_rule.points:+7g}  {fit_rule.name}{tags}: {fit_rule.when}")
     click.echo(
-        "  grades: fit "
+        "grades: fit "
         + ", ".join(f"{n}>={v:g}" for n, v in model.fit_grades.bands)
         + "; engagement "
         + ", ".join(f"{n}>={v:g}" for n, v in model.engagement_grades.bands)
     )
-    click.echo("  stages: " + " -> ".join(f"{s.name} ({s.min_total:g})" for s in model.stages))
+    click.echo("stages:")
+    for stage in model.stages:
+        entry = (
+            f"total >= {stage.min_total:g}"
+            if stage.min_total is not None
+            else "tagged " + " or ".join(sorted(stage.tags))
+        )
+        click.echo(f"  {stage.name}: {entry}")
 
 
 def _configure_logging(level: str) -> None:

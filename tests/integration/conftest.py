@@ -32,7 +32,7 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, Producer
 
 from leadscore.embedded import embedded_broker, embedded_redis
 from leadscore.kafka.admin import ensure_topics
-from leadscore.model import Model, default_model
+from leadscore.model import Model
 from leadscore.settings import (
     InputTopic,
     KafkaSettings,
@@ -44,6 +44,7 @@ from leadscore.settings import (
 )
 from leadscore.worker import Worker
 from tests.kafka import apache
+from tests.models import SIMPLE, simple_model
 
 # Tansu answers a new group's first join after half the session timeout: keep it short.
 CLIENT_OPTIONS = (("session.timeout.ms", "6000"), ("heartbeat.interval.ms", "500"))
@@ -180,7 +181,7 @@ class Env:
         **worker: Any,
     ) -> WorkerHandle:
         settings = self.settings(group_id, kafka, guarantee, **worker)
-        handle = WorkerHandle(Worker(settings, model or default_model()))
+        handle = WorkerHandle(Worker(settings, model or simple_model()))
         self.workers.append(handle)
         return handle
 
@@ -340,5 +341,6 @@ def worker_environment(env: Env, **overrides: str) -> dict[str, str]:
         "LEADSCORE_STATE_NAMESPACE": env.prefix,
         "LEADSCORE_METRICS_PORT": "0",
         "LEADSCORE_KAFKA_OPTIONS": "session.timeout.ms=6000 heartbeat.interval.ms=500",
+        "LEADSCORE_MODEL": str(SIMPLE),
         **{f"LEADSCORE_{k.upper()}": v for k, v in overrides.items()},
     }

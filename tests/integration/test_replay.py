@@ -5,11 +5,11 @@ from __future__ import annotations
 import pytest
 
 from leadscore.codec import decode_output
-from leadscore.model import default_model
 from leadscore.scoring.events import ProfileKey
 from leadscore.state.store import StateStore
 from leadscore.worker import Worker
 from tests.integration.conftest import Env, wait_until
+from tests.models import simple_model
 from tests.records import encoded
 
 
@@ -22,7 +22,7 @@ def test_outputs_persisted_before_a_crash_are_published_on_replay(env: Env, guar
             (env.topic("forms"), b"R1", encoded("FormSubmission", "R1", event_id="f2")),
         ]
     )
-    crashed = Worker(env.settings(guarantee=guarantee), default_model())
+    crashed = Worker(env.settings(guarantee=guarantee), simple_model())
     with crashed.connected():
         messages: list = []
         wait_until(

@@ -64,7 +64,7 @@ def test_events_in_outputs_out(env: Env) -> None:
     assert last_score["cause_event_id"] == "f1"
     assert last_score["as_of"] == t + 1000
     assert sum(r["points"] for r in last_score["reasons"]) == pytest.approx(last_score["delta"])
-    assert last_score["model_version"] == "builtin-1"
+    assert last_score["model_version"] == "test-1"
     wait_until(lambda: env.committed()[env.topic("forms")] == 1, what="offsets committed")
 
 

@@ -11,7 +11,6 @@ import yaml
 
 from leadscore.errors import ModelError
 from leadscore.model import default_model, load_model, parse_model
-from leadscore.scoring.events import EventType
 
 BUNDLED = yaml.safe_load(
     (Path(__file__).parents[2] / "src/leadscore/model/default.yaml").read_text()
@@ -20,13 +19,22 @@ BUNDLED = yaml.safe_load(
 
 def test_the_bundled_model_loads() -> None:
     model = default_model()
-    assert model.version == "builtin-1"
-    assert model.points[EventType.CALL] == 20
-    assert [s.name for s in model.stages] == ["visitor", "contact", "lead", "active_lead"]
-    assert model.grade(15, 60) == "A1"
+    assert model.version == "b2b-1"
+    assert {r.name for r in model.rules} >= {"pricing_page", "demo_request", "careers_page"}
+    assert [s.name for s in model.stages] == [
+        "visitor",
+        "contact",
+        "lead",
+        "active_lead",
+        "customer",
+        "disqualified",
+    ]
+    assert model.grade(25, 60) == "A1"
     assert model.grade(0, 0) == "D4"
-    assert model.stage(34.9).name == "contact"
-    assert model.stage(35).name == "lead"
+    assert model.stage(39.9).name == "contact"
+    assert model.stage(40).name == "lead"
+    assert model.stage(500, frozenset({"job_seeker"})).name == "disqualified"
+    assert model.stage(5, frozenset({"customer", "bot"})).name == "customer"
 
 
 def test_a_model_file_is_read_from_disk(tmp_path: Path) -> None:
@@ -43,18 +51,50 @@ def _with(change: Any) -> dict[str, Any]:
     return document
 
 
+def _rule(d: dict[str, Any], i: int = 0) -> dict[str, Any]:
+    rule: dict[str, Any] = d["engagement"]["rules"][i]
+    return rule
+
+
 @pytest.mark.parametrize(
     ("change", "path"),
     [
         (lambda d: d.pop("version"), "version"),
         (lambda d: d["engagement"].update(half_life_days=0), "engagement.half_life_days"),
-        (lambda d: d["engagement"]["points"].update(email=3), "engagement.points.email"),
-        (lambda d: d["engagement"]["points"].update(click="two"), "engagement.points.click"),
-        (lambda d: d["fit"]["attributes"].update(company=None), "fit.attributes.company"),
+        (lambda d: d["engagement"].update(rules=[]), "engagement.rules"),
+        (lambda d: _rule(d).update(points="two"), "engagement.rules[0].points"),
+        (lambda d: _rule(d).pop("when"), "engagement.rules[0].when"),
+        (lambda d: _rule(d)["when"].update(colour="red"), "engagement.rules[0].when.colour"),
+        (lambda d: _rule(d)["when"].update(type="email"), "engagement.rules[0].when.type"),
+        (
+            lambda d: _rule(d)["when"].update(direction="SIDEWAYS"),
+            "engagement.rules[0].when.direction",
+        ),
+        (
+            lambda d: _rule(d)["when"].update(url={"regex": "("}),
+            "engagement.rules[0].when.url.regex",
+        ),
+        (
+            lambda d: _rule(d)["when"].update(min_duration_s="long"),
+            "engagement.rules[0].when.min_duration_s",
+        ),
+        (lambda d: _rule(d).update(once="yes"), "engagement.rules[0].once"),
+        (lambda d: _rule(d).update(name="decay"), "engagement.rules[0].name"),
+        (lambda d: _rule(d).update(tags="bot"), "engagement.rules[0].tags"),
+        (
+            lambda d: d["fit"]["rules"][1]["when"].update(in_list="nope"),
+            "fit.rules[1].when.in_list",
+        ),
+        (lambda d: d["fit"]["rules"][0]["when"].update(equals="x"), "fit.rules[0].when"),
+        (
+            lambda d: d["fit"]["lists"].update(free_mail_domains="gmail.com"),
+            "fit.lists.free_mail_domains",
+        ),
         (lambda d: d["grades"]["fit"].pop("B"), "grades.fit"),
         (lambda d: d["grades"]["engagement"].update({"2": 80}), "grades.engagement.2"),
         (lambda d: d["stages"][2].update(min_total=1), "stages[2].min_total"),
         (lambda d: d["stages"][1].update(name="visitor"), "stages[1].name"),
+        (lambda d: d["stages"][4].update(min_total=5), "stages[4]"),
         (lambda d: d.update(stages=[]), "stages"),
         (lambda d: d.update(colour="blue"), "colour"),
         (lambda d: d.update(contact_allowed_by_default="yes"), "contact_allowed_by_default"),
@@ -64,6 +104,12 @@ def test_a_mistake_names_its_key_path(change: Any, path: str) -> None:
     with pytest.raises(ModelError) as caught:
         parse_model(_with(change), source="m.yaml")
     assert f"m.yaml: {path}:" in str(caught.value)
+
+
+def test_rule_names_must_be_unique() -> None:
+    document = _with(lambda d: _rule(d, 1).update(name=_rule(d, 0)["name"]))
+    with pytest.raises(ModelError, match="used twice: page_visit"):
+        parse_model(document, source="m.yaml")
 
 
 def test_unreadable_and_invalid_yaml_files_are_reported(tmp_path: Path) -> None:

@@ -8,14 +8,14 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from leadscore.model import default_model
 from leadscore.scoring.engagement import decay_factor, value_at
 from leadscore.scoring.events import Consent, Event, EventType, ProfileKey
 from leadscore.scoring.outputs import ScoreChanged, StageTransitioned
 from leadscore.scoring.score import score
 from leadscore.scoring.state import LeadState
+from tests.models import simple_model
 
-MODEL = default_model()
+MODEL = simple_model()
 DAY = 86_400_000
 HALF_LIFE = MODEL.half_life_ms
 LEAD = ProfileKey("lead", "L1")
@@ -141,7 +141,7 @@ def test_consent_is_the_latest_and_its_change_is_published() -> None:
         LEAD,
         yes.state,
         [ev(EventType.FORM, "f2", t0, consent=Consent(False, False))],
-        dataclasses.replace(MODEL, points={}),
+        dataclasses.replace(MODEL, rules=()),
     )
     change = next(o for o in no.outputs if isinstance(o, ScoreChanged))
     assert change.contact_allowed is False

@@ -1,6 +1,16 @@
-"""The scoring model: what earns points, how fast they decay, grades and stages (pure)."""
+"""The scoring model: rules, decay, fit, grades and stages, loaded and validated (pure)."""
 
 from leadscore.model.load import default_model, load_model, parse_model
-from leadscore.model.types import GradeBands, Model, Stage
+from leadscore.model.types import Fit, FitRule, GradeBands, Model, Rule, Stage
 
-__all__ = ["GradeBands", "Model", "Stage", "default_model", "load_model", "parse_model"]
+__all__ = [
+    "Fit",
+    "FitRule",
+    "GradeBands",
+    "Model",
+    "Rule",
+    "Stage",
+    "default_model",
+    "load_model",
+    "parse_model",
+]

@@ -10,10 +10,11 @@ from typing import Any
 import yaml
 
 from leadscore.errors import ModelError
-from leadscore.model.types import GradeBands, Model, Stage
-from leadscore.scoring.events import EventType
+from leadscore.model.conditions import Where, attribute_predicate, event_predicates
+from leadscore.model.types import FitRule, GradeBands, Model, Rule, Stage
 
 _MS_PER_DAY = 86_400_000
+RESERVED_RULE_NAMES = ("fit", "decay")
 
 
 def default_model() -> Model:
@@ -39,115 +40,188 @@ def load_model(path: str | Path | None) -> Model:
 
 def parse_model(document: Any, *, source: str = "<model>") -> Model:
     """Validate a parsed YAML document and build the immutable model."""
-    root = _mapping(document, source, "the model")
+    root = Where(source)
+    doc = _mapping(document, Where(source, "the model"))
     _only(
+        doc,
         root,
-        source,
         {"version", "engagement", "fit", "grades", "stages", "contact_allowed_by_default"},
     )
-    version = root.get("version")
+    version = doc.get("version")
     if not isinstance(version, str | int) or str(version) == "":
-        raise ModelError(f"{source}: version: required, a non-empty string")
+        raise (root / "version").error("required, a non-empty string")
 
-    engagement = _mapping(root.get("engagement"), source, "engagement")
-    _only(engagement, source, {"half_life_days", "points"}, "engagement")
-    half_life = _number(engagement.get("half_life_days"), source, "engagement.half_life_days")
+    engagement = _mapping(doc.get("engagement"), root / "engagement")
+    _only(engagement, root / "engagement", {"half_life_days", "rules"})
+    half_life = _number(engagement.get("half_life_days"), root / "engagement" / "half_life_days")
     if half_life <= 0:
-        raise ModelError(f"{source}: engagement.half_life_days: must be greater than 0")
-    points_doc = _mapping(engagement.get("points"), source, "engagement.points")
-    allowed_types = {t.value for t in EventType}
-    _only(points_doc, source, allowed_types, "engagement.points")
-    points = {
-        EventType(name): _number(value, source, f"engagement.points.{name}")
-        for name, value in points_doc.items()
-    }
+        raise (root / "engagement" / "half_life_days").error("must be greater than 0")
+    rules = _rules(engagement.get("rules"), root / "engagement" / "rules")
+    fit_rules = _fit(doc.get("fit", {}), root / "fit")
+    names = [r.name for r in rules] + [r.name for r in fit_rules]
+    duplicates = sorted({n for n in names if names.count(n) > 1})
+    if duplicates:
+        raise root.error(f"rule names must be unique; used twice: {', '.join(duplicates)}")
 
-    fit_doc = _mapping(root.get("fit", {"attributes": {}}), source, "fit")
-    _only(fit_doc, source, {"attributes"}, "fit")
-    attributes = _mapping(fit_doc.get("attributes", {}), source, "fit.attributes")
-    fit_attributes = {
-        str(name): _number(value, source, f"fit.attributes.{name}")
-        for name, value in attributes.items()
-    }
-
-    grades = _mapping(root.get("grades"), source, "grades")
-    _only(grades, source, {"fit", "engagement"}, "grades")
-    fit_grades = _bands(grades.get("fit"), source, "grades.fit", ("A", "B", "C"), "D")
+    grades = _mapping(doc.get("grades"), root / "grades")
+    _only(grades, root / "grades", {"fit", "engagement"})
+    fit_grades = _bands(grades.get("fit"), root / "grades" / "fit", ("A", "B", "C"), "D")
     engagement_grades = _bands(
-        grades.get("engagement"), source, "grades.engagement", ("1", "2", "3"), "4"
+        grades.get("engagement"), root / "grades" / "engagement", ("1", "2", "3"), "4"
     )
-
-    stages = _stages(root.get("stages"), source)
-    default_contact = root.get("contact_allowed_by_default", False)
+    default_contact = doc.get("contact_allowed_by_default", False)
     if not isinstance(default_contact, bool):
-        raise ModelError(f"{source}: contact_allowed_by_default: must be true or false")
+        raise (root / "contact_allowed_by_default").error("must be true or false")
     return Model(
         version=str(version),
         half_life_ms=round(half_life * _MS_PER_DAY),
-        points=points,
-        fit_attributes=fit_attributes,
+        rules=rules,
+        fit_rules=fit_rules,
         fit_grades=fit_grades,
         engagement_grades=engagement_grades,
-        stages=stages,
+        stages=_stages(doc.get("stages"), root / "stages"),
         contact_allowed_by_default=default_contact,
     )
 
 
-def _stages(value: Any, source: str) -> tuple[Stage, ...]:
+def _rules(value: Any, where: Where) -> tuple[Rule, ...]:
     if not isinstance(value, list) or not value:
-        raise ModelError(f"{source}: stages: required, a non-empty list of {{name, min_total}}")
+        raise where.error("required, a non-empty list of {name, when, points}")
+    rules = []
+    for i, item in enumerate(value):
+        at = where / i
+        entry = _mapping(item, at)
+        _only(entry, at, {"name", "when", "points", "once", "decay", "tags"})
+        rules.append(
+            Rule(
+                name=_name(entry.get("name"), at / "name"),
+                points=_number(entry.get("points"), at / "points"),
+                conditions=event_predicates(entry.get("when"), at / "when"),
+                once=_flag(entry, "once", False, at),
+                decays=_flag(entry, "decay", True, at),
+                tags=_tags(entry.get("tags", []), at / "tags"),
+                when=_summary(entry.get("when")),
+            )
+        )
+    return tuple(rules)
+
+
+def _fit(value: Any, where: Where) -> tuple[FitRule, ...]:
+    doc = _mapping(value, where)
+    _only(doc, where, {"lists", "rules"})
+    lists_doc = _mapping(doc.get("lists", {}), where / "lists")
+    lists = {}
+    for name, members in lists_doc.items():
+        if not isinstance(members, list) or not all(isinstance(m, str) for m in members):
+            raise (where / "lists" / str(name)).error("must be a list of strings")
+        lists[str(name)] = frozenset(m.lower() for m in members)
+    rules_doc = doc.get("rules", [])
+    if not isinstance(rules_doc, list):
+        raise (where / "rules").error("must be a list of {name, when, points}")
+    rules = []
+    for i, item in enumerate(rules_doc):
+        at = where / "rules" / i
+        entry = _mapping(item, at)
+        _only(entry, at, {"name", "when", "points", "tags"})
+        rules.append(
+            FitRule(
+                name=_name(entry.get("name"), at / "name"),
+                points=_number(entry.get("points", 0), at / "points"),
+                condition=attribute_predicate(entry.get("when"), lists, at / "when"),
+                tags=_tags(entry.get("tags", []), at / "tags"),
+                when=_summary(entry.get("when")),
+            )
+        )
+    return tuple(rules)
+
+
+def _stages(value: Any, where: Where) -> tuple[Stage, ...]:
+    if not isinstance(value, list) or not value:
+        raise where.error("required, a non-empty list of {name, min_total} or {name, tags}")
     stages: list[Stage] = []
     for i, item in enumerate(value):
-        path = f"stages[{i}]"
-        entry = _mapping(item, source, path)
-        _only(entry, source, {"name", "min_total"}, path)
-        name = entry.get("name")
-        if not isinstance(name, str) or not name:
-            raise ModelError(f"{source}: {path}.name: required, a non-empty string")
+        at = where / i
+        entry = _mapping(item, at)
+        _only(entry, at, {"name", "min_total", "tags"})
+        name = _name(entry.get("name"), at / "name")
         if any(s.name == name for s in stages):
-            raise ModelError(f"{source}: {path}.name: stage {name!r} is declared twice")
-        lowest = _number(entry.get("min_total"), source, f"{path}.min_total")
-        if stages and lowest <= stages[-1].min_total:
-            raise ModelError(
-                f"{source}: {path}.min_total: must be greater than the previous stage's "
-                f"({stages[-1].min_total:g}); stages are listed from the first"
+            raise (at / "name").error(f"stage {name!r} is declared twice")
+        if ("min_total" in entry) == ("tags" in entry):
+            raise at.error("give exactly one of min_total (a score threshold) or tags")
+        if "tags" in entry:
+            tags = frozenset(_tags(entry["tags"], at / "tags"))
+            if not tags:
+                raise (at / "tags").error("must name at least one tag")
+            stages.append(Stage(name, tags=tags))
+            continue
+        lowest = _number(entry.get("min_total"), at / "min_total")
+        previous = [s.min_total for s in stages if s.min_total is not None]
+        if previous and lowest <= previous[-1]:
+            raise (at / "min_total").error(
+                f"must be greater than the previous stage's ({previous[-1]:g}); threshold "
+                "stages are listed from the first"
             )
-        stages.append(Stage(name, lowest))
+        stages.append(Stage(name, min_total=lowest))
+    if not any(s.min_total is not None for s in stages):
+        raise where.error("at least one stage needs a min_total")
     return tuple(stages)
 
 
-def _bands(value: Any, source: str, path: str, names: tuple[str, ...], fallback: str) -> GradeBands:
-    doc = _mapping(value, source, path)
-    doc = {str(k): v for k, v in doc.items()}
-    _only(doc, source, set(names), path)
+def _bands(value: Any, where: Where, names: tuple[str, ...], fallback: str) -> GradeBands:
+    doc = {str(k): v for k, v in _mapping(value, where).items()}
+    _only(doc, where, set(names))
     missing = [n for n in names if n not in doc]
     if missing:
-        raise ModelError(f"{source}: {path}: missing band(s) {', '.join(missing)}")
-    bands = tuple((n, _number(doc[n], source, f"{path}.{n}")) for n in names)
+        raise where.error(f"missing band(s) {', '.join(missing)}")
+    bands = tuple((n, _number(doc[n], where / n)) for n in names)
     for (upper, high), (lower, low) in itertools.pairwise(bands):
         if high <= low:
-            raise ModelError(
-                f"{source}: {path}.{lower}: must be lower than {path}.{upper} ({high:g})"
-            )
+            raise (where / lower).error(f"must be lower than {where.path}.{upper} ({high:g})")
     return GradeBands(bands, fallback)
 
 
-def _mapping(value: Any, source: str, path: str) -> dict[str, Any]:
-    if not isinstance(value, dict):
-        raise ModelError(f"{source}: {path}: required, a mapping")
+def _name(value: Any, where: Where) -> str:
+    if not isinstance(value, str) or not value:
+        raise where.error("required, a non-empty string")
+    if value in RESERVED_RULE_NAMES:
+        raise where.error(f"{value!r} is reserved for explanations")
     return value
 
 
-def _number(value: Any, source: str, path: str) -> float:
+def _tags(value: Any, where: Where) -> tuple[str, ...]:
+    if not isinstance(value, list) or not all(isinstance(t, str) and t for t in value):
+        raise where.error("must be a list of tag names")
+    return tuple(value)
+
+
+def _flag(entry: dict[str, Any], key: str, default: bool, where: Where) -> bool:
+    value = entry.get(key, default)
+    if not isinstance(value, bool):
+        raise (where / key).error("must be true or false")
+    return value
+
+
+def _summary(when: Any) -> str:
+    if isinstance(when, dict):
+        return ", ".join(f"{k}={v}" for k, v in when.items())
+    return str(when)
+
+
+def _mapping(value: Any, where: Where) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise where.error("required, a mapping")
+    return value
+
+
+def _number(value: Any, where: Where) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float):
-        raise ModelError(f"{source}: {path}: must be a number, got {value!r}")
+        raise where.error(f"must be a number, got {value!r}")
     return float(value)
 
 
-def _only(doc: dict[str, Any], source: str, allowed: set[str], path: str = "") -> None:
+def _only(doc: dict[str, Any], where: Where, allowed: set[str]) -> None:
     for key in doc:
         if str(key) not in allowed:
-            where = f"{path}.{key}" if path else str(key)
-            raise ModelError(
-                f"{source}: {where}: unknown key; allowed here: {', '.join(sorted(allowed))}"
+            raise (where / str(key)).error(
+                f"unknown key; allowed here: {', '.join(sorted(allowed))}"
             )

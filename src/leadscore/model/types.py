@@ -3,17 +3,57 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
-from leadscore.scoring.events import EventType
+from leadscore.model.conditions import AttributePredicate, EventPredicate
+from leadscore.scoring.events import Event
+
+
+@dataclass(frozen=True, slots=True)
+class Rule:
+    """An engagement rule: `points` (negative allowed) for each event matching every
+    condition; `once` per lead; exempt from decay unless `decays`; `tags` set on the lead."""
+
+    name: str
+    points: float
+    conditions: tuple[EventPredicate, ...] = field(repr=False)
+    once: bool = False
+    decays: bool = True
+    tags: tuple[str, ...] = ()
+    when: str = ""  # the condition as written, for summaries
+
+    def matches(self, event: Event, tags: frozenset[str]) -> bool:
+        return all(condition(event, tags) for condition in self.conditions)
+
+
+@dataclass(frozen=True, slots=True)
+class FitRule:
+    """Fit points (and tags) while a profile attribute passes a test."""
+
+    name: str
+    points: float
+    condition: AttributePredicate = field(repr=False)
+    tags: tuple[str, ...] = ()
+    when: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Fit:
+    """Fit of a set of attributes: total points, per-rule points, and derived tags."""
+
+    points: float
+    by_rule: tuple[tuple[str, float], ...]
+    tags: frozenset[str]
 
 
 @dataclass(frozen=True, slots=True)
 class Stage:
-    """A lifecycle stage entered when the total reaches `min_total`."""
+    """A lifecycle stage: entered when the total reaches `min_total`, or, for a stage with
+    `tags`, whenever the lead carries one of them (such stages take precedence)."""
 
     name: str
-    min_total: float
+    min_total: float | None = None
+    tags: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,25 +77,50 @@ class Model:
 
     version: str
     half_life_ms: int
-    points: Mapping[EventType, float]
-    fit_attributes: Mapping[str, float]
+    rules: tuple[Rule, ...]
+    fit_rules: tuple[FitRule, ...]
     fit_grades: GradeBands
     engagement_grades: GradeBands
     stages: tuple[Stage, ...]
     contact_allowed_by_default: bool = False
+    _decaying: frozenset[str] = field(default=frozenset(), repr=False, compare=False)
 
-    def fit(self, attributes: Mapping[str, str]) -> float:
-        """Fit is a pure function of the lead's known attributes."""
-        return sum((p for name, p in self.fit_attributes.items() if attributes.get(name)), 0.0)
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_decaying", frozenset(r.name for r in self.rules if r.decays))
+
+    def decays(self, rule: str) -> bool:
+        return rule in self._decaying
+
+    def fit(self, attributes: Mapping[str, str]) -> Fit:
+        """Fit is a pure function of the lead's known attributes (and `email_domain`)."""
+        attributes = with_derived(attributes)
+        matched = [r for r in self.fit_rules if r.condition(attributes)]
+        return Fit(
+            points=sum((r.points for r in matched), 0.0),
+            by_rule=tuple((r.name, r.points) for r in matched),
+            tags=frozenset(t for r in matched for t in r.tags),
+        )
 
     def grade(self, fit: float, engagement: float) -> str:
         """Combined grade: fit band letter then engagement band digit, e.g. `B2`."""
         return self.fit_grades.band(fit) + self.engagement_grades.band(engagement)
 
-    def stage(self, total: float) -> Stage:
-        """The last stage whose threshold `total` reaches (stages may move backwards)."""
-        current = self.stages[0]
-        for stage in self.stages[1:]:
-            if total >= stage.min_total:
+    def stage(self, total: float, tags: frozenset[str] = frozenset()) -> Stage:
+        """The first tag stage whose tags the lead has; else the last threshold stage the
+        total reaches (so a decaying score moves the stage back)."""
+        for stage in self.stages:
+            if stage.tags & tags:
+                return stage
+        current = next(s for s in self.stages if s.min_total is not None)
+        for stage in self.stages:
+            if stage.min_total is not None and total >= stage.min_total:
                 current = stage
         return current
+
+
+def with_derived(attributes: Mapping[str, str]) -> Mapping[str, str]:
+    """The attributes plus `email_domain`, taken from `email` when not given."""
+    email = attributes.get("email")
+    if email and "@" in email and "email_domain" not in attributes:
+        return {**attributes, "email_domain": email.rsplit("@", 1)[1].lower()}
+    return attributes

@@ -58,10 +58,9 @@ def score(
 
 
 def _apply(state: LeadState, event: Event, model: Model) -> None:
-    """Fold one event into the state: engagement with decay, attributes, consent."""
+    """Fold one event into the state: attributes, consent, then the points and tags of
+    every engagement rule it matches, with decay in event time."""
     t = event.occurred_at
-    rule = event.type.value
-    points = model.points.get(event.type, 0.0)
     if state.events == 0:
         state.as_of = t
         state.first_seen = t
@@ -69,15 +68,11 @@ def _apply(state: LeadState, event: Event, model: Model) -> None:
         factor = decay_factor(t - state.as_of, model.half_life_ms)
         state.engagement *= factor
         for name in state.pending:
-            state.pending[name] *= factor
+            if model.decays(name):
+                state.pending[name] *= factor
         state.as_of = t
-        earned = points
-    else:
-        # a late event: decay its points to the lead's clock instead of the score
-        earned = points * decay_factor(state.as_of - t, model.half_life_ms)
-    state.engagement += earned
-    if earned:
-        state.pending[rule] = state.pending.get(rule, 0.0) + earned
+    # a late event's points are decayed to the lead's clock instead of decaying the score
+    lateness = decay_factor(state.as_of - t, model.half_life_ms)
     state.first_seen = min(state.first_seen, t)
     state.events += 1
     for name, value in (*event.traits.items(), *event.fields.items()):
@@ -86,15 +81,31 @@ def _apply(state: LeadState, event: Event, model: Model) -> None:
             state.attributes[name] = (value, t)
     if event.consent is not None and (state.consent is None or state.consent[1] <= t):
         state.consent = (event.consent.contact, t)
+    tags = frozenset(state.tags | model.fit(state.attribute_values()).tags)
+    for rule in model.rules:
+        if (rule.once and rule.name in state.fired) or not rule.matches(event, tags):
+            continue
+        if rule.once:
+            state.fired.add(rule.name)
+        state.tags.update(rule.tags)
+        if rule.decays:
+            earned = rule.points * lateness
+            state.engagement += earned
+        else:
+            earned = rule.points
+            state.fixed += earned
+        if earned:
+            state.pending[rule.name] = state.pending.get(rule.name, 0.0) + earned
 
 
 def _outputs(profile: ProfileKey, state: LeadState, event: Event, model: Model) -> list[Output]:
     """Compare the state with what was last published and emit what changed."""
-    fit = model.fit(state.attribute_values())
-    engagement = state.engagement
+    fit_result = model.fit(state.attribute_values())
+    fit = fit_result.points
+    engagement = state.engagement + state.fixed
     total = fit + engagement
     grade = model.grade(fit, engagement)
-    stage = model.stage(total)
+    stage = model.stage(total, frozenset(state.tags | fit_result.tags))
     contact = state.consent[0] if state.consent else model.contact_allowed_by_default
     outputs: list[Output] = []
 
@@ -172,15 +183,21 @@ def _reasons(state: LeadState, fit: float, engagement: float) -> tuple[Reason, .
 def _transition_reason(model: Model, previous: str | None, current: str) -> str:
     if previous is None:
         return "first_event"
-    order = [s.name for s in model.stages]
-    if previous not in order:
+    stages = {s.name: s for s in model.stages}
+    if current in stages and stages[current].tags:
+        return "tagged"
+    before, after = stages.get(previous), stages.get(current)
+    if before is None or after is None or before.min_total is None or after.min_total is None:
         return "model_changed"
-    return "score_rose" if order.index(current) > order.index(previous) else "score_fell"
+    return "score_rose" if after.min_total > before.min_total else "score_fell"
 
 
 def _copy(state: LeadState) -> LeadState:
     return LeadState(
         engagement=state.engagement,
+        fixed=state.fixed,
+        tags=set(state.tags),
+        fired=set(state.fired),
         as_of=state.as_of,
         first_seen=state.first_seen,
         events=state.events,

@@ -20,7 +20,10 @@ def event_digest(event_id: str) -> str:
 class LeadState:
     """Everything the worker remembers about one profile.
 
-    `engagement` is the engagement score at `as_of` (the newest event time folded in).
+    `engagement` is the decaying engagement score at `as_of` (the newest event time folded
+    in) and `fixed` the points of rules exempt from decay; `tags` are those set by
+    engagement rules (sticky; fit tags are derived from the attributes) and `fired` the
+    once-per-lead rules that already counted.
     `attributes` maps a profile attribute to (value, event time it was set), so that the
     latest value wins by event time, not by arrival order. The `published_*` fields are
     what the last output said, so the next output can report a delta and its reasons;
@@ -28,6 +31,7 @@ class LeadState:
     """
 
     engagement: float = 0.0
+    fixed: float = 0.0
     as_of: int = 0
     first_seen: int = 0
     events: int = 0
@@ -41,6 +45,8 @@ class LeadState:
     published_contact: bool | None = None
     pending: dict[str, float] = field(default_factory=dict)
     recent: list[str] = field(default_factory=list)
+    tags: set[str] = field(default_factory=set)
+    fired: set[str] = field(default_factory=set)
 
     def attribute_values(self) -> dict[str, str]:
         """The current value of every known attribute."""

@@ -31,6 +31,12 @@ def encode_state(state: LeadState) -> bytes:
         doc["pc"] = state.published_contact
     if state.pending:
         doc["p"] = state.pending
+    if state.fixed:
+        doc["x"] = state.fixed
+    if state.tags:
+        doc["g"] = sorted(state.tags)
+    if state.fired:
+        doc["o"] = sorted(state.fired)
     return json.dumps(doc, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
 
 
@@ -52,6 +58,9 @@ def decode_state(raw: bytes) -> LeadState:
         published_contact=doc.get("pc"),
         pending=doc.get("p", {}),
         recent=doc["r"],
+        fixed=doc.get("x", 0.0),
+        tags=set(doc.get("g", ())),
+        fired=set(doc.get("o", ())),
     )
 
 

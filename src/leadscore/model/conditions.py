@@ -1,0 +1,217 @@
+"""The condition language of model rules, compiled to plain predicates (pure).
+
+Event conditions (`when:` of an engagement rule) test one event and the lead's tags; all
+keys of a `when:` must hold. Text values match as a case-insensitive glob (`*/pricing*`),
+a list of globs (any), or `{regex: ...}`. Attribute conditions (`when:` of a fit rule)
+test one profile attribute.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import re
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from leadscore.errors import ModelError
+from leadscore.scoring.events import Event, EventType
+
+EventPredicate = Callable[[Event, frozenset[str]], bool]
+TextMatch = Callable[[str | None], bool]
+ENUMS = {
+    "direction": ("INBOUND", "OUTBOUND"),
+    "device": ("DESKTOP", "MOBILE", "TABLET", "OTHER"),
+    "completed_by": ("SELF", "AGENT"),
+}
+
+
+class Where:
+    """A key path in the model file, for error messages: `engagement.rules[3].when.url`."""
+
+    def __init__(self, source: str, path: str = "") -> None:
+        self.source = source
+        self.path = path
+
+    def __truediv__(self, key: str | int) -> Where:
+        if isinstance(key, int):
+            return Where(self.source, f"{self.path}[{key}]")
+        return Where(self.source, f"{self.path}.{key}" if self.path else key)
+
+    def error(self, message: str) -> ModelError:
+        return ModelError(f"{self.source}: {self.path}: {message}")
+
+
+def text_matcher(spec: Any, where: Where) -> TextMatch:
+    """A glob, a list of globs, or {regex: pattern}."""
+    if isinstance(spec, str):
+        return _globs([spec])
+    if isinstance(spec, list) and spec and all(isinstance(s, str) for s in spec):
+        return _globs(spec)
+    if isinstance(spec, dict) and set(spec) == {"regex"} and isinstance(spec["regex"], str):
+        try:
+            pattern = re.compile(spec["regex"])
+        except re.error as exc:
+            raise (where / "regex").error(f"not a valid regular expression: {exc}") from exc
+        return lambda value: value is not None and pattern.search(value) is not None
+    raise where.error("expected a glob, a list of globs, or {regex: PATTERN}")
+
+
+def _globs(patterns: list[str]) -> TextMatch:
+    compiled = [re.compile(fnmatch.translate(p), re.IGNORECASE) for p in patterns]
+    return lambda value: value is not None and any(c.match(value) for c in compiled)
+
+
+def _choices(spec: Any, allowed: tuple[str, ...] | None, where: Where) -> frozenset[str]:
+    values = spec if isinstance(spec, list) else [spec]
+    if not values or not all(isinstance(v, str) for v in values):
+        raise where.error("expected a value or a list of values")
+    if allowed is not None:
+        for v in values:
+            if v not in allowed:
+                raise where.error(f"{v!r} is not one of {', '.join(allowed)}")
+    return frozenset(values)
+
+
+def _number(spec: Any, where: Where) -> float:
+    if isinstance(spec, bool) or not isinstance(spec, int | float):
+        raise where.error(f"must be a number, got {spec!r}")
+    return float(spec)
+
+
+def _named_texts(spec: Any, where: Where) -> list[tuple[str, TextMatch]]:
+    if not isinstance(spec, dict) or not spec:
+        raise where.error("expected a mapping of name to glob, list of globs or {regex}")
+    return [(str(name), text_matcher(value, where / str(name))) for name, value in spec.items()]
+
+
+def _event_condition(key: str, spec: Any, where: Where) -> EventPredicate:
+    if key == "type":
+        types = _choices(spec, tuple(t.value for t in EventType), where)
+        return lambda e, _: e.type.value in types
+    if key in ("url", "user_agent", "campaign"):
+        match = text_matcher(spec, where)
+        if key == "campaign":
+            return lambda e, _: match(e.source.campaign if e.source else None)
+        return lambda e, _: match(getattr(e, key))
+    if key in ("form_id", "outcome"):
+        values = _choices(spec, None, where)
+        return lambda e, _: getattr(e, key) in values
+    if key == "channel":
+        channels = _choices(spec, None, where)
+        return lambda e, _: e.source is not None and e.source.channel in channels
+    if key in ENUMS:
+        choices = _choices(spec, ENUMS[key], where)
+        return lambda e, _: getattr(e, key) in choices
+    if key == "answered":
+        if not isinstance(spec, bool):
+            raise where.error("must be true or false")
+        return lambda e, _: e.answered is spec
+    if key in ("min_duration_s", "min_duration_ms", "min_fill_ms", "max_fill_ms"):
+        bound = _number(spec, where)
+        attribute = {"min_duration_s": "duration_s", "min_duration_ms": "duration_ms"}.get(
+            key, "fill_duration_ms"
+        )
+        if key == "max_fill_ms":
+            return lambda e, _: e.fill_duration_ms is not None and e.fill_duration_ms <= bound
+        return lambda e, _: (v := getattr(e, attribute)) is not None and v >= bound
+    if key in ("trait", "field"):
+        tests = _named_texts(spec, where)
+        source = "traits" if key == "trait" else "fields"
+        return lambda e, _: all(m(getattr(e, source).get(n)) for n, m in tests)
+    if key in ("has_tag", "lacks_tag"):
+        tags = _choices(spec, None, where)
+        if key == "has_tag":
+            return lambda _, lead_tags: bool(tags & lead_tags)
+        return lambda _, lead_tags: not tags & lead_tags
+    raise where.error(f"unknown condition; allowed here: {', '.join(EVENT_CONDITIONS)}")
+
+
+EVENT_CONDITIONS = (
+    "type",
+    "url",
+    "form_id",
+    "direction",
+    "answered",
+    "min_duration_s",
+    "outcome",
+    "min_duration_ms",
+    "channel",
+    "campaign",
+    "device",
+    "user_agent",
+    "min_fill_ms",
+    "max_fill_ms",
+    "completed_by",
+    "trait",
+    "field",
+    "has_tag",
+    "lacks_tag",
+)
+
+
+def event_predicates(spec: Any, where: Where) -> tuple[EventPredicate, ...]:
+    """Compile an engagement rule's `when:`; an empty or missing `when` matches no event."""
+    if not isinstance(spec, dict) or not spec:
+        raise where.error(
+            f"required, a mapping of conditions; allowed: {', '.join(EVENT_CONDITIONS)}"
+        )
+    return tuple(_event_condition(str(k), v, where / str(k)) for k, v in spec.items())
+
+
+AttributePredicate = Callable[[Mapping[str, str]], bool]
+ATTRIBUTE_TESTS = (
+    "exists",
+    "equals",
+    "in",
+    "in_list",
+    "matches",
+    "regex",
+    "gte",
+    "lte",
+    "gt",
+    "lt",
+)
+
+
+def attribute_predicate(
+    spec: Any, lists: Mapping[str, frozenset[str]], where: Where
+) -> AttributePredicate:
+    """Compile a fit rule's `when: {attribute: NAME, <one test>: ...}`."""
+    if not isinstance(spec, dict) or not isinstance(spec.get("attribute"), str):
+        raise where.error(
+            "required: {attribute: NAME, and one of " + ", ".join(ATTRIBUTE_TESTS) + "}"
+        )
+    name = spec["attribute"]
+    tests = [k for k in spec if k != "attribute"]
+    if len(tests) != 1 or tests[0] not in ATTRIBUTE_TESTS:
+        raise where.error(f"name exactly one test besides attribute: {', '.join(ATTRIBUTE_TESTS)}")
+    test, value = tests[0], spec[tests[0]]
+    at = where / test
+    if test == "exists":
+        if not isinstance(value, bool):
+            raise at.error("must be true or false")
+        return lambda a: bool(a.get(name)) is value
+    if test in ("equals", "in"):
+        values = frozenset(v.lower() for v in _choices(value, None, at))
+        return lambda a: (a.get(name) or "").lower() in values
+    if test == "in_list":
+        if value not in lists:
+            known = ", ".join(sorted(lists)) or "none declared under fit.lists"
+            raise at.error(f"no list named {value!r}; lists: {known}")
+        members = lists[value]
+        return lambda a: (a.get(name) or "").lower() in members
+    if test in ("matches", "regex"):
+        match = text_matcher(value if test == "matches" else {"regex": value}, at)
+        return lambda a: match(a.get(name))
+    bound = _number(value, at)
+    compare = {"gte": float.__ge__, "lte": float.__le__, "gt": float.__gt__, "lt": float.__lt__}[
+        test
+    ]
+    return lambda a: (n := _as_number(a.get(name))) is not None and compare(n, bound)
+
+
+def _as_number(value: str | None) -> float | None:
+    try:
+        return float(value) if value is not None else None
+    except ValueError:
+        return None

@@ -1,0 +1,284 @@
+"""Engagement and fit rules: one example per condition kind, once, decay exemption, tags."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from leadscore.model import Model, default_model, parse_model
+from leadscore.scoring.events import Consent, Event, EventType, ProfileKey, Source
+from leadscore.scoring.outputs import ScoreChanged, StageTransitioned
+from leadscore.scoring.score import score
+
+DAY = 86_400_000
+LEAD = ProfileKey("lead", "L1")
+
+
+def model_with(
+    rules: list[dict[str, Any]],
+    fit: list[dict[str, Any]] | None = None,
+    lists: dict[str, list[str]] | None = None,
+) -> Model:
+    return parse_model(
+        {
+            "version": "t",
+            "engagement": {"half_life_days": 1, "rules": rules},
+            "fit": {"lists": lists or {}, "rules": fit or []},
+            "grades": {"fit": {"A": 3, "B": 2, "C": 1}, "engagement": {"1": 3, "2": 2, "3": 1}},
+            "stages": [{"name": "visitor", "min_total": 0}, {"name": "out", "tags": ["bad"]}],
+        }
+    )
+
+
+def ev(kind: EventType, **fields: Any) -> Event:
+    fields.setdefault("occurred_at", 10 * DAY)
+    return Event(
+        kind, fields.pop("event_id", "e1"), fields.pop("occurred_at"), "L1", None, **fields
+    )
+
+
+def points(model: Model, *events: Event) -> float:
+    state = score(LEAD, None, events, model).state
+    return state.engagement + state.fixed
+
+
+@pytest.mark.parametrize(
+    ("when", "hit", "miss"),
+    [
+        ({"type": "visit"}, ev(EventType.VISIT), ev(EventType.CLICK)),
+        ({"type": ["form", "call"]}, ev(EventType.CALL), ev(EventType.VISIT)),
+        (
+            {"url": "*/pricing*"},
+            ev(EventType.VISIT, url="https://x.com/Pricing/team"),
+            ev(EventType.VISIT, url="https://x.com/blog"),
+        ),
+        (
+            {"url": ["*/a", "*/b"]},
+            ev(EventType.VISIT, url="https://x.com/b"),
+            ev(EventType.VISIT, url=None),
+        ),
+        (
+            {"url": {"regex": r"/docs/\d+"}},
+            ev(EventType.VISIT, url="https://x.com/docs/42"),
+            ev(EventType.VISIT, url="https://x.com/docs/intro"),
+        ),
+        (
+            {"form_id": ["demo", "quote"]},
+            ev(EventType.FORM, form_id="quote"),
+            ev(EventType.FORM, form_id="newsletter"),
+        ),
+        (
+            {"direction": "INBOUND"},
+            ev(EventType.CALL, direction="INBOUND"),
+            ev(EventType.CALL, direction="OUTBOUND"),
+        ),
+        ({"answered": True}, ev(EventType.CALL, answered=True), ev(EventType.CALL, answered=False)),
+        (
+            {"min_duration_s": 60},
+            ev(EventType.CALL, duration_s=60),
+            ev(EventType.CALL, duration_s=59),
+        ),
+        (
+            {"min_duration_ms": 30000},
+            ev(EventType.VISIT, duration_ms=45000),
+            ev(EventType.VISIT, duration_ms=None),
+        ),
+        (
+            {"outcome": "sale"},
+            ev(EventType.CALL, outcome="sale"),
+            ev(EventType.CALL, outcome="voicemail"),
+        ),
+        (
+            {"channel": ["paid_search", "tv"]},
+            ev(EventType.CLICK, source=Source("tv")),
+            ev(EventType.CLICK, source=None),
+        ),
+        (
+            {"campaign": "spring-*"},
+            ev(EventType.CLICK, source=Source("paid", "spring-24")),
+            ev(EventType.CLICK, source=Source("paid", "autumn")),
+        ),
+        (
+            {"device": "MOBILE"},
+            ev(EventType.VISIT, device="MOBILE"),
+            ev(EventType.VISIT, device="DESKTOP"),
+        ),
+        (
+            {"user_agent": {"regex": "(?i)bot"}},
+            ev(EventType.CLICK, user_agent="GoogleBot/2"),
+            ev(EventType.CLICK, user_agent="Mozilla/5.0"),
+        ),
+        (
+            {"min_fill_ms": 20000},
+            ev(EventType.FORM, fill_duration_ms=30000),
+            ev(EventType.FORM, fill_duration_ms=3000),
+        ),
+        (
+            {"max_fill_ms": 5000},
+            ev(EventType.FORM, fill_duration_ms=3000),
+            ev(EventType.FORM, fill_duration_ms=None),
+        ),
+        (
+            {"completed_by": "AGENT"},
+            ev(EventType.FORM, completed_by="AGENT"),
+            ev(EventType.FORM, completed_by="SELF"),
+        ),
+        (
+            {"trait": {"plan": "enterprise*"}},
+            ev(EventType.VISIT, traits={"plan": "Enterprise"}),
+            ev(EventType.VISIT, traits={}),
+        ),
+        (
+            {"field": {"topic": ["billing", "pricing"]}},
+            ev(EventType.FORM, fields={"topic": "pricing"}),
+            ev(EventType.FORM, fields={}),
+        ),
+    ],
+)
+def test_each_condition_kind(when: dict[str, Any], hit: Event, miss: Event) -> None:
+    model = model_with([{"name": "r", "when": when, "points": 1}])
+    assert points(model, hit) == 1
+    assert points(model, miss) == 0
+
+
+def test_all_conditions_of_a_rule_must_hold_and_several_rules_may_match() -> None:
+    model = model_with(
+        [
+            {"name": "call", "when": {"type": "call"}, "points": 1},
+            {
+                "name": "good_call",
+                "when": {"type": "call", "answered": True, "min_duration_s": 60},
+                "points": 5,
+            },
+        ]
+    )
+    assert points(model, ev(EventType.CALL, answered=True, duration_s=300)) == 6
+    assert points(model, ev(EventType.CALL, answered=True, duration_s=10)) == 1
+
+
+def test_negative_points_and_tags_and_tag_conditions() -> None:
+    model = model_with(
+        [
+            {"name": "careers", "when": {"url": "*/careers*"}, "points": -5, "tags": ["bad"]},
+            {"name": "visit", "when": {"type": "visit", "lacks_tag": "bad"}, "points": 2},
+            {"name": "flagged", "when": {"type": "visit", "has_tag": ["bad"]}, "points": -1},
+        ]
+    )
+    result = score(
+        LEAD,
+        None,
+        [
+            ev(EventType.VISIT, event_id="a", url="https://x.com/careers"),
+            ev(EventType.VISIT, event_id="b", url="https://x.com/home"),
+        ],
+        model,
+    )
+    # conditions see the tags the lead had before the event: the careers visit also earns
+    # `visit` (+2); the next visit is already tagged: `flagged` (-1) instead of `visit`
+    assert result.state.tags == {"bad"}
+    assert result.state.engagement == pytest.approx(-5 + 2 - 1)
+    assert result.state.stage == "out"
+
+
+def test_a_once_rule_counts_once_per_lead() -> None:
+    model = model_with(
+        [{"name": "w", "when": {"form_id": "whitepaper"}, "points": 10, "once": True}]
+    )
+    forms = [ev(EventType.FORM, event_id=f"f{i}", form_id="whitepaper") for i in range(3)]
+    assert points(model, *forms) == 10
+
+
+def test_a_rule_exempt_from_decay_keeps_its_points() -> None:
+    model = model_with(
+        [
+            {"name": "sale", "when": {"outcome": "sale"}, "points": 50, "decay": False},
+            {"name": "visit", "when": {"type": "visit"}, "points": 8},
+        ]
+    )
+    later = score(
+        LEAD,
+        None,
+        [
+            ev(EventType.CALL, event_id="c", outcome="sale", occurred_at=DAY),
+            ev(EventType.VISIT, event_id="v", occurred_at=DAY),
+            ev(EventType.VISIT, event_id="w", occurred_at=4 * DAY),  # three half-lives later
+        ],
+        model,
+    )
+    assert later.state.fixed == 50
+    assert later.state.engagement == pytest.approx(8 / 8 + 8)
+    change = [o for o in later.outputs if isinstance(o, ScoreChanged)][-1]
+    assert {r.rule: r.points for r in change.reasons} == pytest.approx(
+        {"visit": 8.0, "decay": -7.0}
+    )
+
+
+@pytest.mark.parametrize(
+    ("when", "attributes", "expected"),
+    [
+        ({"attribute": "company", "exists": True}, {"company": "Acme"}, 1),
+        ({"attribute": "company", "exists": False}, {"company": "Acme"}, 0),
+        ({"attribute": "country", "equals": "DE"}, {"country": "de"}, 1),
+        ({"attribute": "country", "in": ["DE", "AT"]}, {"country": "FR"}, 0),
+        ({"attribute": "email_domain", "in_list": "rivals"}, {"email": "x@Rival.com"}, 1),
+        ({"attribute": "title", "regex": "(?i)^vp"}, {"title": "VP Sales"}, 1),
+        ({"attribute": "email_domain", "matches": "*.edu"}, {"email": "s@uni.edu"}, 1),
+        ({"attribute": "employees", "gte": 50}, {"employees": "50"}, 1),
+        ({"attribute": "employees", "lt": 50}, {"employees": "many"}, 0),
+        ({"attribute": "revenue", "gt": 1e6}, {"revenue": "2500000"}, 1),
+        ({"attribute": "revenue", "lte": 1e6}, {}, 0),
+    ],
+)
+def test_each_fit_test(when: dict[str, Any], attributes: dict[str, str], expected: int) -> None:
+    model = model_with(
+        [{"name": "any", "when": {"type": "visit"}, "points": 0}],
+        fit=[{"name": "f", "when": when, "points": 1}],
+        lists={"rivals": ["rival.com"]},
+    )
+    assert model.fit(attributes).points == expected
+
+
+def test_fit_follows_the_attributes_and_its_tags_can_disqualify() -> None:
+    model = default_model()
+    events = [
+        ev(
+            EventType.FORM,
+            event_id="f1",
+            form_id="demo-request",
+            consent=Consent(True, True),
+            fields={
+                "email": "ann@acme.io",
+                "company": "Acme",
+                "industry": "software",
+                "job_title": "VP Engineering",
+                "company_size": "200",
+            },
+        ),
+    ]
+    first = score(LEAD, None, events, model)
+    assert first.state.stage == "lead"  # 30 demo + 30 fit
+    moved = score(
+        LEAD,
+        first.state,
+        [
+            ev(
+                EventType.FORM,
+                event_id="f2",
+                form_id="newsletter",
+                occurred_at=10 * DAY + 1,
+                fields={"email": "ann@rivalsoft.com"},
+            )
+        ],
+        model,
+    )
+    transition = next(o for o in moved.outputs if isinstance(o, StageTransitioned))
+    assert (transition.from_stage, transition.to_stage, transition.reason) == (
+        "lead",
+        "disqualified",
+        "tagged",
+    )
+    change = next(o for o in moved.outputs if isinstance(o, ScoreChanged))
+    reasons = {r.rule: r.points for r in change.reasons}
+    assert reasons["fit"] == pytest.approx(-50)
+    assert reasons["newsletter"] == pytest.approx(3)

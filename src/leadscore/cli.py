@@ -341,7 +341,7 @@ def demo(duration: float | None, rate: float, leads: int, seed: int, metrics_por
             leads=leads,
             seed=seed,
             metrics_port=metrics_port,
-            console=Console(),
+            console=Console() if sys.stdout.isatty() else Console(width=130),
         )
     except LeadscoreError as exc:
         raise click.ClickException(str(exc)) from exc

@@ -53,6 +53,8 @@ class LeadRow:
     grade: str = ""
     stage: str = ""
     contact_allowed: bool = False
+    tags: str = ""
+    speed_to_lead_ms: int | None = None
 
 
 @dataclass
@@ -90,6 +92,8 @@ class DemoView:
         if kind == "score_changed":
             row.grade, row.stage = record["grade"], record["stage"]
             row.contact_allowed = record["contact_allowed"]
+            row.tags = ",".join(record.get("tags", []))
+            row.speed_to_lead_ms = record["speed_to_lead_ms"]
         else:
             row.stage = record["to_stage"]
             self.transitions.appendleft(
@@ -104,10 +108,19 @@ class DemoView:
 
     def render(self, header: str) -> Group:
         leads = Table(title="Top leads by score", expand=True)
-        for column in ("lead", "total", "fit", "engagement", "grade", "stage", "contact"):
-            leads.add_column(
-                column, justify="right" if column in ("total", "fit", "engagement") else "left"
-            )
+        numeric = ("total", "fit", "engagement", "speed-to-lead")
+        for column in (
+            "lead",
+            "total",
+            "fit",
+            "engagement",
+            "grade",
+            "stage",
+            "tags",
+            "speed-to-lead",
+            "contact",
+        ):
+            leads.add_column(column, justify="right" if column in numeric else "left")
         top = sorted(self.leads.values(), key=lambda r: r.total, reverse=True)[:10]
         for r in top:
             leads.add_row(
@@ -117,6 +130,8 @@ class DemoView:
                 f"{r.engagement:.1f}",
                 r.grade,
                 r.stage,
+                r.tags,
+                _duration(r.speed_to_lead_ms),
                 "yes" if r.contact_allowed else "no",
             )
         moves = Table(title="Recent stage transitions", expand=True)
@@ -131,13 +146,23 @@ class DemoView:
     def summary(self) -> str:
         sent = self.sent.sent if self.sent else 0
         dead = ", ".join(f"{r} {n}" for r, n in self.dead_letters.most_common()) or "none"
+        stages = Counter(r.stage for r in self.leads.values())
+        by_stage = ", ".join(f"{s} {n}" for s, n in stages.most_common())
         return (
             f"events sent {sent:,}  |  scored by the worker {self.events_total:,.0f} "
             f"({self.events_per_s:,.0f}/s)  |  leads {len(self.leads):,}  |  "
             f"score changes {self.outputs['score_changed']:,}  |  "
             f"stage transitions {self.outputs['stage_transitioned']:,}\n"
+            f"leads by stage: {by_stage}\n"
             f"dead letters: {dead}"
         )
+
+
+def _duration(ms: int | None) -> str:
+    if ms is None:
+        return "-"
+    seconds = ms / 1000
+    return f"{seconds:.0f} s" if seconds < 120 else f"{seconds / 60:.0f} min"
 
 
 def run_demo(

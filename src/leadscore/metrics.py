@@ -72,6 +72,13 @@ class Metrics:
             buckets=_LATENCY_BUCKETS,
             registry=r,
         )
+        self.speed_to_lead = Histogram(
+            "leadscore_speed_to_lead_seconds",
+            "Event time from a lead's first request (form, inbound call) to the first "
+            "response (outbound call), observed once per lead.",
+            buckets=(60, 300, 900, 1800, 3600, 4 * 3600, 86400, 3 * 86400, 7 * 86400),
+            registry=r,
+        )
         self.consumer_lag = Gauge(
             "leadscore_consumer_lag_messages",
             "Messages behind the end of each assigned partition.",

@@ -252,6 +252,8 @@ class Worker:
         )
         if result.duplicates:
             self.metrics.events_skipped.labels("event_id").inc(result.duplicates)
+        if result.speed_to_lead_ms is not None and profile.is_lead:
+            self.metrics.speed_to_lead.observe(result.speed_to_lead_ms / 1000)
         causes: dict[str, Positioned] = {}
         watermarks: dict[Partition, int] = {}
         for item in fresh:

@@ -282,3 +282,56 @@ def test_fit_follows_the_attributes_and_its_tags_can_disqualify() -> None:
     reasons = {r.rule: r.points for r in change.reasons}
     assert reasons["fit"] == pytest.approx(-50)
     assert reasons["newsletter"] == pytest.approx(3)
+
+
+def test_speed_to_lead_runs_from_the_first_request_to_the_first_response() -> None:
+    model = default_model()
+    t0 = 10 * DAY
+    result = score(
+        LEAD,
+        None,
+        [
+            ev(EventType.VISIT, event_id="v", occurred_at=t0 - 5000),
+            ev(EventType.CALL, event_id="out0", occurred_at=t0 - 1000, direction="OUTBOUND"),
+            ev(EventType.FORM, event_id="f", occurred_at=t0, form_id="demo-request"),
+            ev(
+                EventType.CALL,
+                event_id="out1",
+                occurred_at=t0 + 90_000,
+                direction="OUTBOUND",
+                answered=True,
+                duration_s=300,
+            ),
+            ev(EventType.CALL, event_id="out2", occurred_at=t0 + 200_000, direction="OUTBOUND"),
+        ],
+        model,
+    )
+    # a cold call before the request does not count; the first call after it does
+    assert result.state.speed_to_lead_ms == 90_000
+    assert result.speed_to_lead_ms == 90_000
+    changes = [o for o in result.outputs if isinstance(o, ScoreChanged)]
+    assert [c.speed_to_lead_ms for c in changes][-1] == 90_000
+    assert changes[0].speed_to_lead_ms is None
+    # a late, earlier request moves the start back; the response stays
+    late = score(
+        LEAD,
+        result.state,
+        [ev(EventType.CALL, event_id="in", occurred_at=t0 - 500, direction="INBOUND")],
+        model,
+    )
+    assert late.state.speed_to_lead_ms == 90_500
+    assert late.speed_to_lead_ms is None  # measured before: not observed again
+
+
+def test_outputs_carry_the_tags_and_a_new_tag_is_published() -> None:
+    model = default_model()
+    first = score(LEAD, None, [ev(EventType.VISIT, event_id="v", url="https://x.com/")], model)
+    tagged = score(
+        LEAD,
+        first.state,
+        [ev(EventType.VISIT, event_id="c", url="https://x.com/careers", occurred_at=10 * DAY + 1)],
+        model,
+    )
+    change = next(o for o in tagged.outputs if isinstance(o, ScoreChanged))
+    assert change.tags == ("job_seeker",)
+    assert change.stage == "disqualified"

@@ -15,6 +15,11 @@ from leadscore.model.types import FitRule, GradeBands, Model, Rule, Stage
 
 _MS_PER_DAY = 86_400_000
 RESERVED_RULE_NAMES = ("fit", "decay")
+# what starts and stops the speed-to-lead clock unless the model says otherwise
+SPEED_TO_LEAD = {
+    "requests": [{"type": "form"}, {"type": "call", "direction": "INBOUND"}],
+    "responses": [{"type": "call", "direction": "OUTBOUND"}],
+}
 
 
 def default_model() -> Model:
@@ -69,6 +74,9 @@ def parse_model(document: Any, *, source: str = "<model>") -> Model:
     engagement_grades = _bands(
         grades.get("engagement"), root / "grades" / "engagement", ("1", "2", "3"), "4"
     )
+    requests, responses = _speed_to_lead(
+        doc.get("speed_to_lead", SPEED_TO_LEAD), root / "speed_to_lead"
+    )
     default_contact = doc.get("contact_allowed_by_default", False)
     if not isinstance(default_contact, bool):
         raise (root / "contact_allowed_by_default").error("must be true or false")
@@ -81,6 +89,8 @@ def parse_model(document: Any, *, source: str = "<model>") -> Model:
         engagement_grades=engagement_grades,
         stages=_stages(doc.get("stages"), root / "stages"),
         contact_allowed_by_default=default_contact,
+        requests=requests,
+        responses=responses,
     )
 
 
@@ -104,6 +114,20 @@ def _rules(value: Any, where: Where) -> tuple[Rule, ...]:
             )
         )
     return tuple(rules)
+
+
+def _speed_to_lead(value: Any, where: Where) -> tuple[Any, Any]:
+    doc = _mapping(value, where)
+    _only(doc, where, {"requests", "responses"})
+    result = []
+    for key in ("requests", "responses"):
+        alternatives = doc.get(key, SPEED_TO_LEAD[key])
+        if not isinstance(alternatives, list) or not alternatives:
+            raise (where / key).error("a non-empty list of conditions (any of them)")
+        result.append(
+            tuple(event_predicates(w, where / key / i) for i, w in enumerate(alternatives))
+        )
+    return result[0], result[1]
 
 
 def _fit(value: Any, where: Where) -> tuple[FitRule, ...]:

@@ -83,6 +83,8 @@ class Model:
     engagement_grades: GradeBands
     stages: tuple[Stage, ...]
     contact_allowed_by_default: bool = False
+    requests: tuple[tuple[EventPredicate, ...], ...] = ()
+    responses: tuple[tuple[EventPredicate, ...], ...] = ()
     _decaying: frozenset[str] = field(default=frozenset(), repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -90,6 +92,14 @@ class Model:
 
     def decays(self, rule: str) -> bool:
         return rule in self._decaying
+
+    def is_request(self, event: Event) -> bool:
+        """The person asked for contact (speed-to-lead starts)."""
+        return any(all(c(event, frozenset()) for c in when) for when in self.requests)
+
+    def is_response(self, event: Event) -> bool:
+        """Someone answered the request (speed-to-lead stops)."""
+        return any(all(c(event, frozenset()) for c in when) for when in self.responses)
 
     def fit(self, attributes: Mapping[str, str]) -> Fit:
         """Fit is a pure function of the lead's known attributes (and `email_domain`)."""

@@ -43,6 +43,7 @@ class ScoreChanged:
     reasons: tuple[Reason, ...]
     contact_allowed: bool
     speed_to_lead_ms: int | None = None
+    tags: tuple[str, ...] = ()
 
     kind: OutputKind = "score_changed"
 

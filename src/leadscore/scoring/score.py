@@ -25,6 +25,7 @@ class Scored:
     outputs: list[Output] = field(default_factory=list)
     applied: int = 0
     duplicates: int = 0
+    speed_to_lead_ms: int | None = None  # set when first measured by these events
 
 
 def score(
@@ -53,7 +54,10 @@ def score(
         if len(new.recent) > memory:
             del new.recent[: len(new.recent) - memory]
         result.applied += 1
+        known = new.published_speed
         result.outputs.extend(_outputs(profile, new, event, model))
+        if known is None and new.published_speed is not None:
+            result.speed_to_lead_ms = new.published_speed
     return result
 
 
@@ -81,6 +85,15 @@ def _apply(state: LeadState, event: Event, model: Model) -> None:
             state.attributes[name] = (value, t)
     if event.consent is not None and (state.consent is None or state.consent[1] <= t):
         state.consent = (event.consent.contact, t)
+    if model.is_request(event) and (state.first_request_at is None or t < state.first_request_at):
+        state.first_request_at = t
+    if (
+        model.is_response(event)
+        and state.first_request_at is not None
+        and t >= state.first_request_at
+        and (state.first_response_at is None or t < state.first_response_at)
+    ):
+        state.first_response_at = t
     tags = frozenset(state.tags | model.fit(state.attribute_values()).tags)
     for rule in model.rules:
         if (rule.once and rule.name in state.fired) or not rule.matches(event, tags):
@@ -105,7 +118,10 @@ def _outputs(profile: ProfileKey, state: LeadState, event: Event, model: Model) 
     engagement = state.engagement + state.fixed
     total = fit + engagement
     grade = model.grade(fit, engagement)
-    stage = model.stage(total, frozenset(state.tags | fit_result.tags))
+    tags = frozenset(state.tags | fit_result.tags)
+    stage = model.stage(total, tags)
+    sorted_tags = tuple(sorted(tags))
+    speed = state.speed_to_lead_ms
     contact = state.consent[0] if state.consent else model.contact_allowed_by_default
     outputs: list[Output] = []
 
@@ -138,6 +154,8 @@ def _outputs(profile: ProfileKey, state: LeadState, event: Event, model: Model) 
         or round(total, 1) != round(state.published_total, 1)
         or grade != state.published_grade
         or contact != state.published_contact
+        or sorted_tags != state.published_tags
+        or speed != state.published_speed
     ):
         outputs.append(
             ScoreChanged(
@@ -156,12 +174,16 @@ def _outputs(profile: ProfileKey, state: LeadState, event: Event, model: Model) 
                 stage=stage.name,
                 reasons=_reasons(state, fit, engagement),
                 contact_allowed=contact,
+                speed_to_lead_ms=speed,
+                tags=sorted_tags,
             )
         )
         state.published_total = total
         state.published_fit = fit
         state.published_grade = grade
         state.published_contact = contact
+        state.published_tags = sorted_tags
+        state.published_speed = speed
         state.pending.clear()
     return outputs
 
@@ -198,6 +220,10 @@ def _copy(state: LeadState) -> LeadState:
         fixed=state.fixed,
         tags=set(state.tags),
         fired=set(state.fired),
+        first_request_at=state.first_request_at,
+        first_response_at=state.first_response_at,
+        published_tags=state.published_tags,
+        published_speed=state.published_speed,
         as_of=state.as_of,
         first_seen=state.first_seen,
         events=state.events,

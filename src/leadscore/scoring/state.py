@@ -47,6 +47,17 @@ class LeadState:
     recent: list[str] = field(default_factory=list)
     tags: set[str] = field(default_factory=set)
     fired: set[str] = field(default_factory=set)
+    first_request_at: int | None = None
+    first_response_at: int | None = None
+    published_tags: tuple[str, ...] = ()
+    published_speed: int | None = None
+
+    @property
+    def speed_to_lead_ms(self) -> int | None:
+        """Event time from the first request to the first response at or after it."""
+        if self.first_request_at is None or self.first_response_at is None:
+            return None
+        return self.first_response_at - self.first_request_at
 
     def attribute_values(self) -> dict[str, str]:
         """The current value of every known attribute."""

@@ -37,6 +37,14 @@ def encode_state(state: LeadState) -> bytes:
         doc["g"] = sorted(state.tags)
     if state.fired:
         doc["o"] = sorted(state.fired)
+    if state.first_request_at is not None:
+        doc["rq"] = state.first_request_at
+    if state.first_response_at is not None:
+        doc["rs"] = state.first_response_at
+    if state.published_tags:
+        doc["pt2"] = state.published_tags
+    if state.published_speed is not None:
+        doc["ps"] = state.published_speed
     return json.dumps(doc, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
 
 
@@ -61,6 +69,10 @@ def decode_state(raw: bytes) -> LeadState:
         fixed=doc.get("x", 0.0),
         tags=set(doc.get("g", ())),
         fired=set(doc.get("o", ())),
+        first_request_at=doc.get("rq"),
+        first_response_at=doc.get("rs"),
+        published_tags=tuple(doc.get("pt2", ())),
+        published_speed=doc.get("ps"),
     )
 
 

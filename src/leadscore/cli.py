@@ -13,6 +13,7 @@ from typing import Any, TypeVar
 import click
 
 from leadscore import __version__
+from leadscore.durations import parse_duration_ms
 from leadscore.errors import ConfigError, LeadscoreError
 from leadscore.model import load_model
 from leadscore.settings import (
@@ -26,7 +27,6 @@ from leadscore.settings import (
     Settings,
     WorkerSettings,
     check_topic_name,
-    parse_duration_ms,
     parse_input_topics,
     parse_options,
 )
@@ -422,9 +422,12 @@ def check_model(path: Path | None) -> None:
     except ConfigError as exc:
         raise click.ClickException(str(exc)) from exc
     click.echo(f"model {model.version}: valid")
-    click.echo(f"engagement (half-life {model.half_life_ms / 86_400_000:g} days):")
+    cap = f", capped at {model.engagement_cap:g}" if model.engagement_cap else ""
+    click.echo(f"engagement (half-life {model.half_life_ms / 86_400_000:g} days{cap}):")
     for rule in model.rules:
         flags = [f for f, on in (("once", rule.once), ("no decay", not rule.decays)) if on]
+        if rule.cap_points is not None and rule.cap_window_ms is not None:
+            flags.append(f"cap {rule.cap_points:g} per {_duration_text(rule.cap_window_ms)}")
         tags = f" tags {', '.join(rule.tags)}" if rule.tags else ""
         extra = f" ({', '.join(flags)})" if flags else ""
         click.echo(f"  {rule.points:+7g}  {rule.name}{extra}{tags}: {rule.when}")
@@ -446,6 +449,13 @@ def check_model(path: Path | None) -> None:
             else "tagged " + " or ".join(sorted(stage.tags))
         )
         click.echo(f"  {stage.name}: {entry}")
+
+
+def _duration_text(ms: int) -> str:
+    for unit, size in (("d", 86_400_000), ("h", 3_600_000), ("m", 60_000), ("s", 1000)):
+        if ms % size == 0:
+            return f"{ms // size}{unit}"
+    return f"{ms}ms"
 
 
 def _configure_logging(level: str) -> None:

@@ -81,6 +81,17 @@ def _rule(d: dict[str, Any], i: int = 0) -> dict[str, Any]:
         (lambda d: _rule(d).update(once="yes"), "engagement.rules[0].once"),
         (lambda d: _rule(d).update(name="decay"), "engagement.rules[0].name"),
         (lambda d: _rule(d).update(tags="bot"), "engagement.rules[0].tags"),
+        (lambda d: _rule(d).update(cap={"points": 5}), "engagement.rules[0].cap.per"),
+        (
+            lambda d: _rule(d).update(cap={"points": -1, "per": "1d"}),
+            "engagement.rules[0].cap.points",
+        ),
+        (
+            lambda d: _rule(d).update(cap={"points": 5, "per": "soon"}),
+            "engagement.rules[0].cap.per",
+        ),
+        (lambda d: d["engagement"].update(cap=0), "engagement.cap"),
+        (lambda d: d.update(speed_to_lead={"requests": []}), "speed_to_lead.requests"),
         (
             lambda d: d["fit"]["rules"][1]["when"].update(in_list="nope"),
             "fit.rules[1].when.in_list",

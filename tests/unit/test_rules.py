@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from leadscore.model import Model, default_model, parse_model
 from leadscore.scoring.events import Consent, Event, EventType, ProfileKey, Source
@@ -335,3 +338,82 @@ def test_outputs_carry_the_tags_and_a_new_tag_is_published() -> None:
     change = next(o for o in tagged.outputs if isinstance(o, ScoreChanged))
     assert change.tags == ("job_seeker",)
     assert change.stage == "disqualified"
+
+
+def test_a_rule_earns_at_most_its_cap_per_window() -> None:
+    model = model_with(
+        [
+            {
+                "name": "visit",
+                "when": {"type": "visit"},
+                "points": 4,
+                "cap": {"points": 10, "per": "1d"},
+                "decay": False,
+            }
+        ]
+    )
+    day = [ev(EventType.VISIT, event_id=f"a{i}", occurred_at=10 * DAY + i) for i in range(5)]
+    next_day = [ev(EventType.VISIT, event_id=f"b{i}", occurred_at=11 * DAY + i) for i in range(2)]
+    result = score(LEAD, None, [*day, *next_day], model)
+    assert result.state.fixed == 10 + 8  # 4 + 4 + 2 on day 10, then 4 + 4
+    # a late event into the previous window still respects that window's cap
+    late = score(
+        LEAD, result.state, [ev(EventType.VISIT, event_id="c", occurred_at=10 * DAY)], model
+    )
+    assert late.state.fixed == 18
+
+
+def test_the_engagement_total_never_exceeds_the_model_cap() -> None:
+    model = dataclasses.replace(
+        model_with([{"name": "call", "when": {"type": "call"}, "points": 40}]),
+        engagement_cap=100.0,
+    )
+    calls = [ev(EventType.CALL, event_id=f"c{i}", occurred_at=10 * DAY + i) for i in range(5)]
+    result = score(LEAD, None, calls, model)
+    assert result.state.engagement == pytest.approx(100.0)
+    assert all(o.engagement <= 100.0 + 1e-9 for o in result.outputs)
+
+
+capped_events = st.lists(
+    st.builds(
+        lambda i, at, kind: ev(kind, event_id=f"e{i}", occurred_at=at),
+        st.integers(0, 10_000),
+        st.integers(10 * DAY, 10 * DAY + 3 * 3_600_000),
+        st.sampled_from([EventType.VISIT, EventType.CLICK]),
+    ),
+    max_size=40,
+    unique_by=lambda e: e.event_id,
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(capped_events)
+def test_no_cap_is_ever_exceeded(events: list[Event]) -> None:
+    model = dataclasses.replace(
+        model_with(
+            [
+                {
+                    "name": "visit",
+                    "when": {"type": "visit"},
+                    "points": 3,
+                    "cap": {"points": 7, "per": "1h"},
+                    "decay": False,
+                },
+                {"name": "click", "when": {"type": "click"}, "points": 5, "decay": False},
+            ]
+        ),
+        engagement_cap=60.0,
+    )
+    result = score(LEAD, None, events, model)
+    for used in result.state.caps.values():
+        assert all(u <= 7 for u in used.values())
+    hours = {e.occurred_at // 3_600_000 for e in events if e.type is EventType.VISIT}
+    visits = sum(
+        r.points
+        for o in result.outputs
+        if isinstance(o, ScoreChanged)
+        for r in o.reasons
+        if r.rule == "visit"
+    )
+    assert visits <= 7 * len(hours) + 1e-9
+    assert result.state.fixed <= 60.0 + 1e-9

@@ -6,6 +6,7 @@ import pytest
 from click.testing import CliRunner
 
 from leadscore.cli import main
+from leadscore.durations import parse_duration_ms
 from leadscore.errors import ConfigError
 from leadscore.settings import (
     InputTopic,
@@ -13,7 +14,6 @@ from leadscore.settings import (
     RedisSettings,
     Secret,
     Settings,
-    parse_duration_ms,
     parse_input_topics,
     parse_options,
 )

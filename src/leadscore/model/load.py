@@ -9,7 +9,8 @@ from typing import Any
 
 import yaml
 
-from leadscore.errors import ModelError
+from leadscore.durations import parse_duration_ms
+from leadscore.errors import ConfigError, ModelError
 from leadscore.model.conditions import Where, attribute_predicate, event_predicates
 from leadscore.model.types import FitRule, GradeBands, Model, Rule, Stage
 
@@ -57,7 +58,12 @@ def parse_model(document: Any, *, source: str = "<model>") -> Model:
         raise (root / "version").error("required, a non-empty string")
 
     engagement = _mapping(doc.get("engagement"), root / "engagement")
-    _only(engagement, root / "engagement", {"half_life_days", "rules"})
+    _only(engagement, root / "engagement", {"half_life_days", "rules", "cap"})
+    engagement_cap = None
+    if "cap" in engagement:
+        engagement_cap = _number(engagement["cap"], root / "engagement" / "cap")
+        if engagement_cap <= 0:
+            raise (root / "engagement" / "cap").error("must be greater than 0")
     half_life = _number(engagement.get("half_life_days"), root / "engagement" / "half_life_days")
     if half_life <= 0:
         raise (root / "engagement" / "half_life_days").error("must be greater than 0")
@@ -84,6 +90,7 @@ def parse_model(document: Any, *, source: str = "<model>") -> Model:
         version=str(version),
         half_life_ms=round(half_life * _MS_PER_DAY),
         rules=rules,
+        engagement_cap=engagement_cap,
         fit_rules=fit_rules,
         fit_grades=fit_grades,
         engagement_grades=engagement_grades,
@@ -101,7 +108,8 @@ def _rules(value: Any, where: Where) -> tuple[Rule, ...]:
     for i, item in enumerate(value):
         at = where / i
         entry = _mapping(item, at)
-        _only(entry, at, {"name", "when", "points", "once", "decay", "tags"})
+        _only(entry, at, {"name", "when", "points", "once", "decay", "tags", "cap"})
+        cap_points, cap_window = _cap(entry.get("cap"), at / "cap")
         rules.append(
             Rule(
                 name=_name(entry.get("name"), at / "name"),
@@ -111,9 +119,29 @@ def _rules(value: Any, where: Where) -> tuple[Rule, ...]:
                 decays=_flag(entry, "decay", True, at),
                 tags=_tags(entry.get("tags", []), at / "tags"),
                 when=_summary(entry.get("when")),
+                cap_points=cap_points,
+                cap_window_ms=cap_window,
             )
         )
     return tuple(rules)
+
+
+def _cap(value: Any, where: Where) -> tuple[float | None, int | None]:
+    """`{points: 20, per: 1d}`: at most 20 points from the rule per day of event time."""
+    if value is None:
+        return None, None
+    doc = _mapping(value, where)
+    _only(doc, where, {"points", "per"})
+    points = _number(doc.get("points"), where / "points")
+    if points <= 0:
+        raise (where / "points").error("must be greater than 0")
+    try:
+        window = parse_duration_ms(str(doc["per"])) if "per" in doc else 0
+    except ConfigError:
+        window = 0
+    if window <= 0:
+        raise (where / "per").error("required, a duration such as 1h, 1d or 7d")
+    return points, window
 
 
 def _speed_to_lead(value: Any, where: Where) -> tuple[Any, Any]:

@@ -12,7 +12,8 @@ from leadscore.scoring.events import Event
 @dataclass(frozen=True, slots=True)
 class Rule:
     """An engagement rule: `points` (negative allowed) for each event matching every
-    condition; `once` per lead; exempt from decay unless `decays`; `tags` set on the lead."""
+    condition; `once` per lead; exempt from decay unless `decays`; `tags` set on the lead;
+    at most `cap_points` (in absolute value) per `cap_window_ms` of event time."""
 
     name: str
     points: float
@@ -21,6 +22,8 @@ class Rule:
     decays: bool = True
     tags: tuple[str, ...] = ()
     when: str = ""  # the condition as written, for summaries
+    cap_points: float | None = None
+    cap_window_ms: int | None = None
 
     def matches(self, event: Event, tags: frozenset[str]) -> bool:
         return all(condition(event, tags) for condition in self.conditions)
@@ -78,6 +81,7 @@ class Model:
     version: str
     half_life_ms: int
     rules: tuple[Rule, ...]
+    engagement_cap: float | None = field(default=None, kw_only=True)
     fit_rules: tuple[FitRule, ...]
     fit_grades: GradeBands
     engagement_grades: GradeBands

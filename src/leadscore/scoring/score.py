@@ -5,10 +5,11 @@ Pure: no I/O, no clock. The same state, events and model always give the same re
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from leadscore.model import Model
+from leadscore.model import Model, Rule
 from leadscore.scoring.engagement import decay_factor
 from leadscore.scoring.events import Event, ProfileKey
 from leadscore.scoring.outputs import Output, Reason, ScoreChanged, StageTransitioned, output_id
@@ -101,14 +102,42 @@ def _apply(state: LeadState, event: Event, model: Model) -> None:
         if rule.once:
             state.fired.add(rule.name)
         state.tags.update(rule.tags)
+        points = rule.points if rule.cap_points is None else _within_cap(state, rule, t)
+        earned = _within_total_cap(state, model, points * lateness if rule.decays else points)
         if rule.decays:
-            earned = rule.points * lateness
             state.engagement += earned
         else:
-            earned = rule.points
             state.fixed += earned
         if earned:
             state.pending[rule.name] = state.pending.get(rule.name, 0.0) + earned
+
+
+def _within_cap(state: LeadState, rule: Rule, t: int) -> float:
+    """The rule's points that still fit its cap in the event's window of event time.
+
+    Windows are aligned to the epoch. The current and the previous window are remembered;
+    an event later than that counts as capped (it earns nothing).
+    """
+    assert rule.cap_points is not None
+    assert rule.cap_window_ms is not None
+    window = t // rule.cap_window_ms
+    current = state.as_of // rule.cap_window_ms
+    used = state.caps.setdefault(rule.name, {})
+    for old in [w for w in used if w < current - 1]:
+        del used[old]
+    if window < current - 1:
+        return 0.0
+    spent = used.get(window, 0.0)
+    allowed = max(0.0, min(abs(rule.points), rule.cap_points - spent))
+    used[window] = spent + allowed
+    return math.copysign(allowed, rule.points)
+
+
+def _within_total_cap(state: LeadState, model: Model, earned: float) -> float:
+    """Positive points only up to the model's cap on the engagement total."""
+    if model.engagement_cap is None or earned <= 0:
+        return earned
+    return max(0.0, min(earned, model.engagement_cap - (state.engagement + state.fixed)))
 
 
 def _outputs(profile: ProfileKey, state: LeadState, event: Event, model: Model) -> list[Output]:
@@ -220,6 +249,7 @@ def _copy(state: LeadState) -> LeadState:
         fixed=state.fixed,
         tags=set(state.tags),
         fired=set(state.fired),
+        caps={rule: dict(used) for rule, used in state.caps.items()},
         first_request_at=state.first_request_at,
         first_response_at=state.first_response_at,
         published_tags=state.published_tags,

@@ -23,7 +23,8 @@ class LeadState:
     `engagement` is the decaying engagement score at `as_of` (the newest event time folded
     in) and `fixed` the points of rules exempt from decay; `tags` are those set by
     engagement rules (sticky; fit tags are derived from the attributes) and `fired` the
-    once-per-lead rules that already counted.
+    once-per-lead rules that already counted. `caps` holds, per capped rule, the points
+    it earned in its current and previous window of event time.
     `attributes` maps a profile attribute to (value, event time it was set), so that the
     latest value wins by event time, not by arrival order. The `published_*` fields are
     what the last output said, so the next output can report a delta and its reasons;
@@ -47,6 +48,7 @@ class LeadState:
     recent: list[str] = field(default_factory=list)
     tags: set[str] = field(default_factory=set)
     fired: set[str] = field(default_factory=set)
+    caps: dict[str, dict[int, float]] = field(default_factory=dict)
     first_request_at: int | None = None
     first_response_at: int | None = None
     published_tags: tuple[str, ...] = ()

@@ -37,6 +37,8 @@ def encode_state(state: LeadState) -> bytes:
         doc["g"] = sorted(state.tags)
     if state.fired:
         doc["o"] = sorted(state.fired)
+    if state.caps:
+        doc["k"] = {r: {str(w): u for w, u in used.items()} for r, used in state.caps.items()}
     if state.first_request_at is not None:
         doc["rq"] = state.first_request_at
     if state.first_response_at is not None:
@@ -69,6 +71,7 @@ def decode_state(raw: bytes) -> LeadState:
         fixed=doc.get("x", 0.0),
         tags=set(doc.get("g", ())),
         fired=set(doc.get("o", ())),
+        caps={r: {int(w): u for w, u in used.items()} for r, used in doc.get("k", {}).items()},
         first_request_at=doc.get("rq"),
         first_response_at=doc.get("rs"),
         published_tags=tuple(doc.get("pt2", ())),

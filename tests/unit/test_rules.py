@@ -417,3 +417,29 @@ def test_no_cap_is_ever_exceeded(events: list[Event]) -> None:
     )
     assert visits <= 7 * len(hours) + 1e-9
     assert result.state.fixed <= 60.0 + 1e-9
+
+
+def test_the_model_says_what_starts_and_stops_speed_to_lead() -> None:
+    base = model_with([{"name": "any", "when": {"type": "visit"}, "points": 0}])
+    document = {
+        "version": "t",
+        "engagement": {
+            "half_life_days": 1,
+            "rules": [{"name": "any", "when": {"type": "visit"}, "points": 0}],
+        },
+        "grades": {"fit": {"A": 3, "B": 2, "C": 1}, "engagement": {"1": 3, "2": 2, "3": 1}},
+        "stages": [{"name": "visitor", "min_total": 0}],
+        "speed_to_lead": {
+            "requests": [{"type": "form", "form_id": "demo"}],
+            "responses": [{"type": "call", "answered": True}],
+        },
+    }
+    model = parse_model(document)
+    events = [
+        ev(EventType.FORM, event_id="n", form_id="newsletter", occurred_at=DAY),
+        ev(EventType.FORM, event_id="d", form_id="demo", occurred_at=2 * DAY),
+        ev(EventType.CALL, event_id="u", answered=False, occurred_at=2 * DAY + 10),
+        ev(EventType.CALL, event_id="a", answered=True, occurred_at=2 * DAY + 99),
+    ]
+    assert score(LEAD, None, events, model).state.speed_to_lead_ms == 99
+    assert score(LEAD, None, events, base).state.speed_to_lead_ms is None  # no outbound call

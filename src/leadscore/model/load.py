@@ -51,7 +51,15 @@ def parse_model(document: Any, *, source: str = "<model>") -> Model:
     _only(
         doc,
         root,
-        {"version", "engagement", "fit", "grades", "stages", "contact_allowed_by_default"},
+        {
+            "version",
+            "engagement",
+            "fit",
+            "grades",
+            "stages",
+            "contact_allowed_by_default",
+            "speed_to_lead",
+        },
     )
     version = doc.get("version")
     if not isinstance(version, str | int) or str(version) == "":

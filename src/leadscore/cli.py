@@ -411,6 +411,47 @@ def simulate(
     click.echo(f"done: {stats}")
 
 
+@main.command()
+@click.argument("lead_id")
+@option(
+    "--redis-url",
+    default="redis://localhost:6379/0",
+    show_default=True,
+    help="Redis URL of the worker's state.",
+)
+@option("--state-namespace", default="ls", show_default=True, help="The worker's key prefix.")
+@option(
+    "--model",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="The worker's model file. Default: the bundled model.",
+)
+@click.option("--anonymous", is_flag=True, help="LEAD_ID is an anonymous id.")
+def inspect(
+    lead_id: str, redis_url: str, state_namespace: str, model: Path | None, anonymous: bool
+) -> None:
+    """Explain a lead's score: fit rules and rule contributions (with decay) that add up
+    to the total, grade, stage and time in it, tags, speed-to-lead, consent, attributes,
+    and the recent changes with their reasons."""
+    import redis
+
+    from leadscore.scoring.events import ProfileKey
+    from leadscore.scoring.explain import explain
+    from leadscore.state.store import StateStore
+
+    try:
+        scoring_model = load_model(model)
+        client = redis.Redis.from_url(redis_url, socket_timeout=5, socket_connect_timeout=2)
+        profile = ProfileKey("anon" if anonymous else "lead", lead_id)
+        stored = StateStore(client, namespace=state_namespace, ttl_ms=0).read(profile)
+    except LeadscoreError as exc:
+        raise click.ClickException(str(exc)) from exc
+    if stored.state is None:
+        raise click.ClickException(
+            f"no state for {profile.kind} {lead_id!r} in namespace {state_namespace!r}"
+        )
+    click.echo("\n".join(explain(profile, stored.state, scoring_model)))
+
+
 @main.command("check-model")
 @click.argument(
     "path", type=click.Path(exists=True, dir_okay=False, path_type=Path), required=False

@@ -169,3 +169,44 @@ def test_encode_record_rejects_a_record_missing_a_field() -> None:
     del bad["url"]
     with pytest.raises(ValueError, match="url"):
         encode_record("Click", bad)
+
+
+def test_inspect_explains_a_scored_lead(env: Env) -> None:
+    from click.testing import CliRunner
+
+    from leadscore.cli import main
+    from tests.models import SIMPLE
+
+    env.produce([(env.topic("forms"), b"L9", encoded("FormSubmission", "L9", event_id="f9"))])
+    env.start_worker()
+    wait_until(lambda: env.committed()[env.topic("forms")] == 1, what="the form scored")
+    result = CliRunner().invoke(
+        main,
+        [
+            "inspect",
+            "L9",
+            "--redis-url",
+            env.services.redis_url,
+            "--state-namespace",
+            env.prefix,
+            "--model",
+            str(SIMPLE),
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    assert "total 20.0 = fit 5.0 + engagement 15.0" in result.output
+    assert "+15.0  now    +15.0  decay    +0.0  form" in result.output
+    assert "(cause f9)" in result.output
+    missing = CliRunner().invoke(
+        main,
+        [
+            "inspect",
+            "nobody",
+            "--redis-url",
+            env.services.redis_url,
+            "--state-namespace",
+            env.prefix,
+        ],
+    )
+    assert missing.exit_code == 1
+    assert "no state for lead 'nobody'" in missing.output

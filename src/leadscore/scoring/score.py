@@ -13,9 +13,10 @@ from leadscore.model import Model, Rule
 from leadscore.scoring.engagement import decay_factor
 from leadscore.scoring.events import Event, ProfileKey
 from leadscore.scoring.outputs import Output, Reason, ScoreChanged, StageTransitioned, output_id
-from leadscore.scoring.state import LeadState, event_digest
+from leadscore.scoring.state import Change, LeadState, event_digest
 
 DEFAULT_EVENT_MEMORY = 100
+HISTORY = 8  # published changes kept per lead, for `leadscore inspect`
 
 
 @dataclass(slots=True)
@@ -75,6 +76,9 @@ def _apply(state: LeadState, event: Event, model: Model) -> None:
         for name in state.pending:
             if model.decays(name):
                 state.pending[name] *= factor
+        for name, (earned_total, worth) in state.contributions.items():
+            if model.decays(name):
+                state.contributions[name] = (earned_total, worth * factor)
         state.as_of = t
     # a late event's points are decayed to the lead's clock instead of decaying the score
     lateness = decay_factor(state.as_of - t, model.half_life_ms)
@@ -110,6 +114,9 @@ def _apply(state: LeadState, event: Event, model: Model) -> None:
             state.fixed += earned
         if earned:
             state.pending[rule.name] = state.pending.get(rule.name, 0.0) + earned
+            at_event_time = earned / lateness if rule.decays else earned
+            before = state.contributions.get(rule.name, (0.0, 0.0))
+            state.contributions[rule.name] = (before[0] + at_event_time, before[1] + earned)
 
 
 def _within_cap(state: LeadState, rule: Rule, t: int) -> float:
@@ -214,6 +221,19 @@ def _outputs(profile: ProfileKey, state: LeadState, event: Event, model: Model) 
         state.published_tags = sorted_tags
         state.published_speed = speed
         state.pending.clear()
+        change = outputs[-1]
+        assert isinstance(change, ScoreChanged)
+        state.history.append(
+            Change(
+                state.as_of,
+                event.event_id,
+                total,
+                change.delta,
+                stage.name,
+                tuple((r.rule, r.points) for r in change.reasons),
+            )
+        )
+        del state.history[:-HISTORY]
     return outputs
 
 
@@ -250,6 +270,8 @@ def _copy(state: LeadState) -> LeadState:
         tags=set(state.tags),
         fired=set(state.fired),
         caps={rule: dict(used) for rule, used in state.caps.items()},
+        contributions=dict(state.contributions),
+        history=list(state.history),
         first_request_at=state.first_request_at,
         first_response_at=state.first_response_at,
         published_tags=state.published_tags,

@@ -16,6 +16,18 @@ def event_digest(event_id: str) -> str:
     return base64.b64encode(raw).decode("ascii")[:11]
 
 
+@dataclass(frozen=True, slots=True)
+class Change:
+    """One published score change: when, why, and by how much."""
+
+    as_of: int
+    cause_event_id: str
+    total: float
+    delta: float
+    stage: str
+    reasons: tuple[tuple[str, float], ...]
+
+
 @dataclass(slots=True)
 class LeadState:
     """Everything the worker remembers about one profile.
@@ -24,7 +36,9 @@ class LeadState:
     in) and `fixed` the points of rules exempt from decay; `tags` are those set by
     engagement rules (sticky; fit tags are derived from the attributes) and `fired` the
     once-per-lead rules that already counted. `caps` holds, per capped rule, the points
-    it earned in its current and previous window of event time.
+    it earned in its current and previous window of event time. `contributions` maps each
+    rule to (points earned, what they are worth at `as_of`): the engagement is the sum of
+    the second column. `history` keeps the last published changes, newest last.
     `attributes` maps a profile attribute to (value, event time it was set), so that the
     latest value wins by event time, not by arrival order. The `published_*` fields are
     what the last output said, so the next output can report a delta and its reasons;
@@ -49,6 +63,8 @@ class LeadState:
     tags: set[str] = field(default_factory=set)
     fired: set[str] = field(default_factory=set)
     caps: dict[str, dict[int, float]] = field(default_factory=dict)
+    contributions: dict[str, tuple[float, float]] = field(default_factory=dict)
+    history: list[Change] = field(default_factory=list)
     first_request_at: int | None = None
     first_response_at: int | None = None
     published_tags: tuple[str, ...] = ()

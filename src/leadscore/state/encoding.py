@@ -8,7 +8,7 @@ import struct
 from collections.abc import Sequence
 from typing import Any, NamedTuple
 
-from leadscore.scoring.state import LeadState
+from leadscore.scoring.state import Change, LeadState
 
 
 def encode_state(state: LeadState) -> bytes:
@@ -37,6 +37,12 @@ def encode_state(state: LeadState) -> bytes:
         doc["g"] = sorted(state.tags)
     if state.fired:
         doc["o"] = sorted(state.fired)
+    if state.contributions:
+        doc["cb"] = state.contributions
+    if state.history:
+        doc["h"] = [
+            [c.as_of, c.cause_event_id, c.total, c.delta, c.stage, c.reasons] for c in state.history
+        ]
     if state.caps:
         doc["k"] = {r: {str(w): u for w, u in used.items()} for r, used in state.caps.items()}
     if state.first_request_at is not None:
@@ -72,6 +78,11 @@ def decode_state(raw: bytes) -> LeadState:
         tags=set(doc.get("g", ())),
         fired=set(doc.get("o", ())),
         caps={r: {int(w): u for w, u in used.items()} for r, used in doc.get("k", {}).items()},
+        contributions={r: (v[0], v[1]) for r, v in doc.get("cb", {}).items()},
+        history=[
+            Change(h[0], h[1], h[2], h[3], h[4], tuple((r, p) for r, p in h[5]))
+            for h in doc.get("h", [])
+        ],
         first_request_at=doc.get("rq"),
         first_response_at=doc.get("rs"),
         published_tags=tuple(doc.get("pt2", ())),

@@ -1,0 +1,71 @@
+"""`inspect`'s explanation: the fit rules and the rule contributions add up to the total."""
+
+from __future__ import annotations
+
+import pytest
+
+from leadscore.model import default_model
+from leadscore.scoring.events import Consent, Event, EventType, ProfileKey
+from leadscore.scoring.explain import explain
+from leadscore.scoring.score import score
+from tests.models import simple_model
+
+DAY = 86_400_000
+LEAD = ProfileKey("lead", "L7")
+
+
+def test_the_explanation_adds_up_and_shows_decay() -> None:
+    model = default_model()
+    t0 = 100 * DAY
+    events = [
+        Event(
+            EventType.FORM,
+            "f1",
+            t0,
+            "L7",
+            None,
+            form_id="demo-request",
+            consent=Consent(True, True),
+            fields={"company": "Acme", "industry": "software", "email": "a@acme.io"},
+        ),
+        Event(EventType.VISIT, "v1", t0 + 14 * DAY, "L7", None, url="https://x.com/pricing"),
+        Event(EventType.CALL, "c1", t0 + 14 * DAY + 1, "L7", None, outcome="sale"),
+    ]
+    state = score(LEAD, None, events, model).state
+    fit = model.fit(state.attribute_values()).points
+    worth = sum(now for _, now in state.contributions.values())
+    assert fit + worth == pytest.approx(fit + state.engagement + state.fixed)
+    assert state.contributions["demo_request"] == pytest.approx((30.0, 15.0))  # one half-life
+    assert state.contributions["sale_call"] == (50.0, 50.0)
+
+    text = "\n".join(explain(LEAD, state, model))
+    total = fit + worth
+    assert f"total {total:.1f} = fit {fit:.1f} + engagement {worth:.1f}" in text
+    assert "stage customer" in text
+    assert "+30.0  now    +15.0  decay   -15.0  demo_request" in text
+    assert "sale_call  (no decay)" in text
+    assert "company_known" in text
+    assert "tags: customer" in text
+    assert "contact allowed: yes" in text
+    assert "recent changes (newest first):" in text
+    assert "(cause c1)" in text.split("recent changes")[1].splitlines()[1]
+
+
+def test_history_is_bounded() -> None:
+    model = simple_model()  # no cap on the total: every call changes the score
+    events = [
+        Event(
+            EventType.CALL,
+            f"c{i}",
+            DAY + i,
+            "L7",
+            None,
+            direction="INBOUND",
+            answered=True,
+            duration_s=120,
+        )
+        for i in range(30)
+    ]
+    state = score(LEAD, None, events, model).state
+    assert 0 < len(state.history) <= 8
+    assert state.history[-1].cause_event_id == "c29"

@@ -15,7 +15,7 @@ import click
 from leadscore import __version__
 from leadscore.durations import parse_duration_ms
 from leadscore.errors import ConfigError, LeadscoreError
-from leadscore.model import load_model
+from leadscore.model import Model, load_model
 from leadscore.settings import (
     DEFAULT_INPUT_TOPICS,
     PROCESSING_GUARANTEES,
@@ -456,8 +456,15 @@ def inspect(
 @click.argument(
     "path", type=click.Path(exists=True, dir_okay=False, path_type=Path), required=False
 )
-def check_model(path: Path | None) -> None:
-    """Validate a scoring model file (default: the bundled model) and summarize it."""
+@click.option(
+    "--events",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Also score these events (JSON lines: record fields plus type: click, "
+    "visit, form or call) and print what each one did.",
+)
+def check_model(path: Path | None, events: Path | None) -> None:
+    """Validate a scoring model file (default: the bundled model) and summarize its rules,
+    caps, grades and stages; with --events, dry-run events through it."""
     try:
         model = load_model(path)
     except ConfigError as exc:
@@ -490,6 +497,19 @@ def check_model(path: Path | None) -> None:
             else "tagged " + " or ".join(sorted(stage.tags))
         )
         click.echo(f"  {stage.name}: {entry}")
+    if events is not None:
+        _dry_run(events, model)
+
+
+def _dry_run(events: Path, model: Model) -> None:
+    from leadscore.dry_run import dry_run
+
+    click.echo(f"dry run of {events}:")
+    try:
+        for line in dry_run(events, model):
+            click.echo("  " + line)
+    except LeadscoreError as exc:
+        raise click.ClickException(str(exc)) from exc
 
 
 def _duration_text(ms: int) -> str:

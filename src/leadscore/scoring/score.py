@@ -101,10 +101,13 @@ def _apply(state: LeadState, event: Event, model: Model) -> None:
         state.first_response_at = t
     tags = frozenset(state.tags | model.fit(state.attribute_values()).tags)
     for rule in model.rules:
-        if (rule.once and rule.name in state.fired) or not rule.matches(event, tags):
+        if not rule.matches(event, tags):
             continue
         if rule.once:
-            state.fired.add(rule.name)
+            if rule.name in state.fired:
+                _move_once(state, model, rule, t)
+                continue
+            state.fired[rule.name] = t
         state.tags.update(rule.tags)
         points = rule.points if rule.cap_points is None else _within_cap(state, rule, t)
         earned = _within_total_cap(state, model, points * lateness if rule.decays else points)
@@ -117,6 +120,31 @@ def _apply(state: LeadState, event: Event, model: Model) -> None:
             at_event_time = earned / lateness if rule.decays else earned
             before = state.contributions.get(rule.name, (0.0, 0.0))
             state.contributions[rule.name] = (before[0] + at_event_time, before[1] + earned)
+
+
+def _move_once(state: LeadState, model: Model, rule: Rule, t: int) -> None:
+    """A once-per-lead rule counts its earliest event, whatever the arrival order: an
+    earlier event moves the credit (and its decay) back to that event's time."""
+    counted_at = state.fired[rule.name]
+    if t >= counted_at:
+        return
+    state.fired[rule.name] = t
+    if not rule.decays or rule.name not in state.contributions:
+        return
+    half_life = model.half_life_ms
+    before = state.contributions[rule.name]
+    share = rule.points and before[0] / rule.points  # the fraction that was not capped
+    gain = (
+        share
+        * rule.points
+        * (
+            decay_factor(state.as_of - t, half_life)
+            - decay_factor(state.as_of - counted_at, half_life)
+        )
+    )
+    state.engagement += gain
+    state.pending[rule.name] = state.pending.get(rule.name, 0.0) + gain
+    state.contributions[rule.name] = (before[0], before[1] + gain)
 
 
 def _within_cap(state: LeadState, rule: Rule, t: int) -> float:
@@ -268,7 +296,7 @@ def _copy(state: LeadState) -> LeadState:
         engagement=state.engagement,
         fixed=state.fixed,
         tags=set(state.tags),
-        fired=set(state.fired),
+        fired=dict(state.fired),
         caps={rule: dict(used) for rule, used in state.caps.items()},
         contributions=dict(state.contributions),
         history=list(state.history),

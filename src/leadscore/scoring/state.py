@@ -35,8 +35,9 @@ class LeadState:
     `engagement` is the decaying engagement score at `as_of` (the newest event time folded
     in) and `fixed` the points of rules exempt from decay; `tags` are those set by
     engagement rules (sticky; fit tags are derived from the attributes) and `fired` the
-    once-per-lead rules that already counted. `caps` holds, per capped rule, the points
-    it earned in its current and previous window of event time. `contributions` maps each
+    once-per-lead rules that already counted, with the time of the event that did. `caps`
+    holds, per capped rule, the points it earned in its current and previous window of
+    event time. `contributions` maps each
     rule to (points earned, what they are worth at `as_of`): the engagement is the sum of
     the second column. `history` keeps the last published changes, newest last.
     `attributes` maps a profile attribute to (value, event time it was set), so that the
@@ -61,7 +62,7 @@ class LeadState:
     pending: dict[str, float] = field(default_factory=dict)
     recent: list[str] = field(default_factory=list)
     tags: set[str] = field(default_factory=set)
-    fired: set[str] = field(default_factory=set)
+    fired: dict[str, int] = field(default_factory=dict)
     caps: dict[str, dict[int, float]] = field(default_factory=dict)
     contributions: dict[str, tuple[float, float]] = field(default_factory=dict)
     history: list[Change] = field(default_factory=list)

@@ -36,7 +36,7 @@ def encode_state(state: LeadState) -> bytes:
     if state.tags:
         doc["g"] = sorted(state.tags)
     if state.fired:
-        doc["o"] = sorted(state.fired)
+        doc["o"] = state.fired
     if state.contributions:
         doc["cb"] = state.contributions
     if state.history:
@@ -76,7 +76,7 @@ def decode_state(raw: bytes) -> LeadState:
         recent=doc["r"],
         fixed=doc.get("x", 0.0),
         tags=set(doc.get("g", ())),
-        fired=set(doc.get("o", ())),
+        fired=dict(doc.get("o", {})),
         caps={r: {int(w): u for w, u in used.items()} for r, used in doc.get("k", {}).items()},
         contributions={r: (v[0], v[1]) for r, v in doc.get("cb", {}).items()},
         history=[

@@ -476,6 +476,8 @@ def check_model(path: Path | None, events: Path | None) -> None:
         flags = [f for f, on in (("once", rule.once), ("no decay", not rule.decays)) if on]
         if rule.cap_points is not None and rule.cap_window_ms is not None:
             flags.append(f"cap {rule.cap_points:g} per {_duration_text(rule.cap_window_ms)}")
+        if rule.repeat_within_ms is not None:
+            flags.append(f"repeat within {_duration_text(rule.repeat_within_ms)}")
         tags = f" tags {', '.join(rule.tags)}" if rule.tags else ""
         extra = f" ({', '.join(flags)})" if flags else ""
         click.echo(f"  {rule.points:+7g}  {rule.name}{extra}{tags}: {rule.when}")

@@ -91,6 +91,7 @@ def _rule(d: dict[str, Any], i: int = 0) -> dict[str, Any]:
             "engagement.rules[0].cap.per",
         ),
         (lambda d: d["engagement"].update(cap=0), "engagement.cap"),
+        (lambda d: _rule(d).update(repeat_within="often"), "engagement.rules[0].repeat_within"),
         (lambda d: d.update(speed_to_lead={"requests": []}), "speed_to_lead.requests"),
         (
             lambda d: d["fit"]["rules"][1]["when"].update(in_list="nope"),

@@ -443,3 +443,47 @@ def test_the_model_says_what_starts_and_stops_speed_to_lead() -> None:
     ]
     assert score(LEAD, None, events, model).state.speed_to_lead_ms == 99
     assert score(LEAD, None, events, base).state.speed_to_lead_ms is None  # no outbound call
+
+
+def test_a_repeated_request_within_the_window_is_intent() -> None:
+    model = model_with(
+        [
+            {"name": "demo", "when": {"form_id": "demo"}, "points": 10, "decay": False},
+            {
+                "name": "asked_again",
+                "when": {"form_id": "demo"},
+                "repeat_within": "7d",
+                "points": 5,
+                "decay": False,
+            },
+        ]
+    )
+    forms = [
+        ev(EventType.FORM, event_id="d1", form_id="demo", occurred_at=10 * DAY),
+        ev(EventType.FORM, event_id="d1", form_id="demo", occurred_at=10 * DAY),  # redelivery
+        ev(EventType.FORM, event_id="d2", form_id="demo", occurred_at=12 * DAY),
+        ev(EventType.FORM, event_id="d3", form_id="demo", occurred_at=30 * DAY),
+    ]
+    result = score(LEAD, None, forms, model)
+    assert result.state.fixed == 10 + (10 + 5) + 10
+    assert result.state.contributions["asked_again"] == (5.0, 5.0)
+
+
+def test_form_fill_effort_and_who_completed_it_can_be_scored() -> None:
+    model = default_model()
+    careful = ev(
+        EventType.FORM,
+        event_id="f1",
+        form_id="demo-request",
+        completed_by="SELF",
+        fill_duration_ms=90_000,
+    )
+    hasty = ev(
+        EventType.FORM,
+        event_id="f2",
+        form_id="demo-request",
+        completed_by="AGENT",
+        fill_duration_ms=90_000,
+    )
+    assert score(LEAD, None, [careful], model).state.contributions["careful_request"][0] == 5
+    assert "careful_request" not in score(LEAD, None, [hasty], model).state.contributions

@@ -116,7 +116,14 @@ def _rules(value: Any, where: Where) -> tuple[Rule, ...]:
     for i, item in enumerate(value):
         at = where / i
         entry = _mapping(item, at)
-        _only(entry, at, {"name", "when", "points", "once", "decay", "tags", "cap"})
+        _only(
+            entry, at, {"name", "when", "points", "once", "decay", "tags", "cap", "repeat_within"}
+        )
+        repeat = (
+            _duration(entry["repeat_within"], at / "repeat_within")
+            if "repeat_within" in entry
+            else None
+        )
         cap_points, cap_window = _cap(entry.get("cap"), at / "cap")
         rules.append(
             Rule(
@@ -129,6 +136,7 @@ def _rules(value: Any, where: Where) -> tuple[Rule, ...]:
                 when=_summary(entry.get("when")),
                 cap_points=cap_points,
                 cap_window_ms=cap_window,
+                repeat_within_ms=repeat,
             )
         )
     return tuple(rules)
@@ -143,13 +151,19 @@ def _cap(value: Any, where: Where) -> tuple[float | None, int | None]:
     points = _number(doc.get("points"), where / "points")
     if points <= 0:
         raise (where / "points").error("must be greater than 0")
+    if "per" not in doc:
+        raise (where / "per").error("required, a duration such as 1h, 1d or 7d")
+    return points, _duration(doc["per"], where / "per")
+
+
+def _duration(value: Any, where: Where) -> int:
     try:
-        window = parse_duration_ms(str(doc["per"])) if "per" in doc else 0
+        window = parse_duration_ms(str(value))
     except ConfigError:
         window = 0
     if window <= 0:
-        raise (where / "per").error("required, a duration such as 1h, 1d or 7d")
-    return points, window
+        raise where.error(f"{value!r} is not a duration such as 1h, 1d or 7d")
+    return window
 
 
 def _speed_to_lead(value: Any, where: Where) -> tuple[Any, Any]:

@@ -13,7 +13,9 @@ from leadscore.scoring.events import Event
 class Rule:
     """An engagement rule: `points` (negative allowed) for each event matching every
     condition; `once` per lead; exempt from decay unless `decays`; `tags` set on the lead;
-    at most `cap_points` (in absolute value) per `cap_window_ms` of event time."""
+    at most `cap_points` (in absolute value) per `cap_window_ms` of event time; with
+    `repeat_within_ms`, only for an event that repeats an earlier match (a repeated
+    request: another submission of the same form) within that much event time."""
 
     name: str
     points: float
@@ -24,6 +26,7 @@ class Rule:
     when: str = ""  # the condition as written, for summaries
     cap_points: float | None = None
     cap_window_ms: int | None = None
+    repeat_within_ms: int | None = None  # only a repeat: it matched before, this recently
 
     def matches(self, event: Event, tags: frozenset[str]) -> bool:
         return all(condition(event, tags) for condition in self.conditions)

@@ -17,6 +17,7 @@ from leadscore.scoring.state import Change, LeadState, event_digest
 
 DEFAULT_EVENT_MEMORY = 100
 HISTORY = 8  # published changes kept per lead, for `leadscore inspect`
+REPEAT_MEMORY = 5  # match times kept per `repeat_within` rule
 
 
 @dataclass(slots=True)
@@ -103,6 +104,8 @@ def _apply(state: LeadState, event: Event, model: Model) -> None:
     for rule in model.rules:
         if not rule.matches(event, tags):
             continue
+        if rule.repeat_within_ms is not None and not _repeats(state, rule, t):
+            continue
         if rule.once:
             if rule.name in state.fired:
                 _move_once(state, model, rule, t)
@@ -120,6 +123,17 @@ def _apply(state: LeadState, event: Event, model: Model) -> None:
             at_event_time = earned / lateness if rule.decays else earned
             before = state.contributions.get(rule.name, (0.0, 0.0))
             state.contributions[rule.name] = (before[0] + at_event_time, before[1] + earned)
+
+
+def _repeats(state: LeadState, rule: Rule, t: int) -> bool:
+    """Remember this match; True if another one came at most `repeat_within_ms` before."""
+    assert rule.repeat_within_ms is not None
+    times = state.matched.setdefault(rule.name, [])
+    repeated = any(0 <= t - before <= rule.repeat_within_ms for before in times)
+    times.append(t)
+    times.sort()
+    del times[:-REPEAT_MEMORY]
+    return repeated
 
 
 def _move_once(state: LeadState, model: Model, rule: Rule, t: int) -> None:
@@ -298,6 +312,7 @@ def _copy(state: LeadState) -> LeadState:
         tags=set(state.tags),
         fired=dict(state.fired),
         caps={rule: dict(used) for rule, used in state.caps.items()},
+        matched={rule: list(times) for rule, times in state.matched.items()},
         contributions=dict(state.contributions),
         history=list(state.history),
         first_request_at=state.first_request_at,

@@ -43,6 +43,8 @@ def encode_state(state: LeadState) -> bytes:
         doc["h"] = [
             [c.as_of, c.cause_event_id, c.total, c.delta, c.stage, c.reasons] for c in state.history
         ]
+    if state.matched:
+        doc["m"] = state.matched
     if state.caps:
         doc["k"] = {r: {str(w): u for w, u in used.items()} for r, used in state.caps.items()}
     if state.first_request_at is not None:
@@ -83,6 +85,7 @@ def decode_state(raw: bytes) -> LeadState:
             Change(h[0], h[1], h[2], h[3], h[4], tuple((r, p) for r, p in h[5]))
             for h in doc.get("h", [])
         ],
+        matched={r: list(ts) for r, ts in doc.get("m", {}).items()},
         first_request_at=doc.get("rq"),
         first_response_at=doc.get("rs"),
         published_tags=tuple(doc.get("pt2", ())),

@@ -491,14 +491,10 @@ def check_model(path: Path | None, events: Path | None) -> None:
         + "; engagement "
         + ", ".join(f"{n}>={v:g}" for n, v in model.engagement_grades.bands)
     )
-    click.echo("stages:")
+    click.echo("stages (a lead is in the last whose conditions hold):")
     for stage in model.stages:
-        entry = (
-            f"total >= {stage.min_total:g}"
-            if stage.min_total is not None
-            else "tagged " + " or ".join(sorted(stage.tags))
-        )
-        click.echo(f"  {stage.name}: {entry}")
+        keep = " (kept: no way back)" if stage.keep else ""
+        click.echo(f"  {stage.name}{keep}: {stage.when or 'where every lead starts'}")
     if events is not None:
         _dry_run(events, model)
 

@@ -11,6 +11,7 @@ import yaml
 
 from leadscore.errors import ModelError
 from leadscore.model import default_model, load_model, parse_model
+from leadscore.model.conditions import LeadFacts
 
 BUNDLED = yaml.safe_load(
     (Path(__file__).parents[2] / "src/leadscore/model/default.yaml").read_text()
@@ -25,16 +26,44 @@ def test_the_bundled_model_loads() -> None:
         "visitor",
         "contact",
         "lead",
+        "long_term_lead",
         "active_lead",
-        "customer",
         "disqualified",
+        "customer",
     ]
     assert model.grade(25, 60) == "A1"
     assert model.grade(0, 0) == "D4"
-    assert model.stage(39.9).name == "contact"
-    assert model.stage(40).name == "lead"
-    assert model.stage(500, frozenset({"job_seeker"})).name == "disqualified"
-    assert model.stage(5, frozenset({"customer", "bot"})).name == "customer"
+
+    def facts(
+        fit: float = 0,
+        engagement: float = 0,
+        tags: tuple[str, ...] = (),
+        requests: int = 0,
+        quiet_days: int = 0,
+    ) -> LeadFacts:
+        return LeadFacts(
+            fit + engagement,
+            fit,
+            engagement,
+            frozenset(tags),
+            {"requests": requests},
+            (),
+            0,
+            quiet_days * 86_400_000,
+        )
+
+    assert model.stage(facts(fit=30, engagement=80)).name == "visitor"  # never asked
+    assert model.stage(facts(requests=1)).name == "contact"
+    assert model.stage(facts(fit=15, requests=1)).name == "lead"
+    assert model.stage(facts(fit=15, engagement=40, requests=1)).name == "active_lead"
+    assert model.stage(facts(fit=15, engagement=40, requests=1, quiet_days=31)).name == (
+        "long_term_lead"
+    )
+    assert model.stage(facts(fit=15, requests=1, tags=("job_seeker",))).name == "disqualified"
+    assert model.stage(facts(tags=("customer", "bot"))).name == "customer"
+    # kept stages: a lead never goes back to contact; a customer is never disqualified
+    assert model.stage(facts(requests=1), kept="lead").name == "lead"
+    assert model.stage(facts(tags=("bot",)), kept="customer").name == "customer"
 
 
 def test_a_model_file_is_read_from_disk(tmp_path: Path) -> None:
@@ -104,9 +133,20 @@ def _rule(d: dict[str, Any], i: int = 0) -> dict[str, Any]:
         ),
         (lambda d: d["grades"]["fit"].pop("B"), "grades.fit"),
         (lambda d: d["grades"]["engagement"].update({"2": 80}), "grades.engagement.2"),
-        (lambda d: d["stages"][2].update(min_total=1), "stages[2].min_total"),
+        (lambda d: d["stages"][2]["when"].update(min_fit="high"), "stages[2].when.min_fit"),
+        (lambda d: d["stages"][2]["when"].update(colour=1), "stages[2].when.colour"),
+        (
+            lambda d: d["stages"][3]["when"].update(inactive_for="a while"),
+            "stages[3].when.inactive_for",
+        ),
+        (
+            lambda d: d["stages"][3]["when"].update(min_visits={"count": 50, "within": "7d"}),
+            "stages[3].when.min_visits",
+        ),
         (lambda d: d["stages"][1].update(name="visitor"), "stages[1].name"),
-        (lambda d: d["stages"][4].update(min_total=5), "stages[4]"),
+        (lambda d: d["stages"][4].pop("when"), "stages[4]"),
+        (lambda d: d["stages"][0].update(when={"min_total": 1}), "stages[0].when"),
+        (lambda d: d["stages"][6].update(keep="yes"), "stages[6].keep"),
         (lambda d: d.update(stages=[]), "stages"),
         (lambda d: d.update(colour="blue"), "colour"),
         (lambda d: d.update(contact_allowed_by_default="yes"), "contact_allowed_by_default"),

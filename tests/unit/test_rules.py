@@ -29,7 +29,7 @@ def model_with(
             "engagement": {"half_life_days": 1, "rules": rules},
             "fit": {"lists": lists or {}, "rules": fit or []},
             "grades": {"fit": {"A": 3, "B": 2, "C": 1}, "engagement": {"1": 3, "2": 2, "3": 1}},
-            "stages": [{"name": "visitor", "min_total": 0}, {"name": "out", "tags": ["bad"]}],
+            "stages": [{"name": "visitor"}, {"name": "out", "when": {"has_tag": "bad"}}],
         }
     )
 
@@ -279,7 +279,7 @@ def test_fit_follows_the_attributes_and_its_tags_can_disqualify() -> None:
     assert (transition.from_stage, transition.to_stage, transition.reason) == (
         "lead",
         "disqualified",
-        "tagged",
+        "progressed",
     )
     change = next(o for o in moved.outputs if isinstance(o, ScoreChanged))
     reasons = {r.rule: r.points for r in change.reasons}
@@ -428,7 +428,7 @@ def test_the_model_says_what_starts_and_stops_speed_to_lead() -> None:
             "rules": [{"name": "any", "when": {"type": "visit"}, "points": 0}],
         },
         "grades": {"fit": {"A": 3, "B": 2, "C": 1}, "engagement": {"1": 3, "2": 2, "3": 1}},
-        "stages": [{"name": "visitor", "min_total": 0}],
+        "stages": [{"name": "visitor"}],
         "speed_to_lead": {
             "requests": [{"type": "form", "form_id": "demo"}],
             "responses": [{"type": "call", "answered": True}],

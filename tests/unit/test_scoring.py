@@ -86,7 +86,7 @@ def test_crossing_a_threshold_moves_the_stage_and_decay_moves_it_back() -> None:
     down = score(LEAD, up.state, [ev(EventType.VISIT, "v", t0 + 2 * HALF_LIFE)], MODEL)
     transition = next(o for o in down.outputs if isinstance(o, StageTransitioned))
     assert (transition.from_stage, transition.to_stage) == ("lead", "visitor")
-    assert transition.reason == "score_fell"
+    assert transition.reason == "regressed"
     assert transition.time_in_previous_stage_ms == 2 * HALF_LIFE - 1
 
 
@@ -182,7 +182,7 @@ ONCE_MODEL = parse_model(
             ],
         },
         "grades": {"fit": {"A": 3, "B": 2, "C": 1}, "engagement": {"1": 3, "2": 2, "3": 1}},
-        "stages": [{"name": "visitor", "min_total": 0}],
+        "stages": [{"name": "visitor"}],
     }
 )
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import fnmatch
 import re
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from leadscore.errors import ModelError
@@ -215,3 +216,97 @@ def _as_number(value: str | None) -> float | None:
         return float(value) if value is not None else None
     except ValueError:
         return None
+
+
+@dataclass(frozen=True, slots=True)
+class LeadFacts:
+    """What stage conditions can test about a lead, evaluated at time `now`."""
+
+    total: float
+    fit: float
+    engagement: float
+    tags: frozenset[str]
+    counts: Mapping[str, int]
+    visit_times: tuple[int, ...]
+    last_activity: int
+    now: int
+
+
+StagePredicate = Callable[[LeadFacts], bool]
+STAGE_CONDITIONS = (
+    "min_total",
+    "max_total",
+    "min_fit",
+    "max_fit",
+    "min_engagement",
+    "max_engagement",
+    "has_tag",
+    "lacks_tag",
+    "min_requests",
+    "min_forms",
+    "min_answered_calls",
+    "min_visits",
+    "active_within",
+    "inactive_for",
+)
+_BOUNDS = {"total", "fit", "engagement"}
+COUNTED = ("requests", "forms", "answered_calls")
+
+
+def _stage_condition(
+    key: str, spec: Any, where: Where, duration: Callable[[Any, Where], int]
+) -> StagePredicate:
+    kind, _, name = key.partition("_")
+    if kind in ("min", "max") and name in _BOUNDS:
+        bound = _number(spec, where)
+        if kind == "min":
+            return lambda f: float(getattr(f, name)) >= bound
+        return lambda f: float(getattr(f, name)) < bound
+    if key in ("has_tag", "lacks_tag"):
+        tags = _choices(spec, None, where)
+        if key == "has_tag":
+            return lambda f: bool(tags & f.tags)
+        return lambda f: not tags & f.tags
+    if kind == "min" and name in COUNTED:
+        least = _count(spec, where)
+        return lambda f: f.counts.get(name, 0) >= least
+    if key == "min_visits":
+        if isinstance(spec, dict):
+            _only_keys(spec, {"count", "within"}, where)
+            least = _count(spec.get("count"), where / "count")
+            window = duration(spec.get("within"), where / "within")
+        else:
+            least, window = _count(spec, where), 0
+        if least > VISIT_MEMORY:
+            raise where.error(f"at most {VISIT_MEMORY}: that many recent visits are kept")
+        return lambda f: sum(1 for t in f.visit_times if not window or f.now - t <= window) >= least
+    if key in ("active_within", "inactive_for"):
+        span = duration(spec, where)
+        if key == "active_within":
+            return lambda f: f.now - f.last_activity <= span
+        return lambda f: f.now - f.last_activity >= span
+    raise where.error(f"unknown condition; allowed here: {', '.join(STAGE_CONDITIONS)}")
+
+
+VISIT_MEMORY = 10  # visit times kept per lead for `min_visits: {count, within}`
+
+
+def stage_predicates(
+    spec: Any, where: Where, duration: Callable[[Any, Where], int]
+) -> tuple[StagePredicate, ...]:
+    """Compile a stage's `when:` (all must hold); `duration` parses `7d`-style values."""
+    if not isinstance(spec, dict) or not spec:
+        raise where.error(f"a mapping of conditions; allowed: {', '.join(STAGE_CONDITIONS)}")
+    return tuple(_stage_condition(str(k), v, where / str(k), duration) for k, v in spec.items())
+
+
+def _count(spec: Any, where: Where) -> int:
+    if isinstance(spec, bool) or not isinstance(spec, int) or spec < 0:
+        raise where.error(f"must be a whole number, got {spec!r}")
+    return spec
+
+
+def _only_keys(spec: dict[str, Any], allowed: set[str], where: Where) -> None:
+    for key in spec:
+        if key not in allowed:
+            raise (where / str(key)).error(f"unknown key; allowed: {', '.join(sorted(allowed))}")

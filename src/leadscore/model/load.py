@@ -11,7 +11,12 @@ import yaml
 
 from leadscore.durations import parse_duration_ms
 from leadscore.errors import ConfigError, ModelError
-from leadscore.model.conditions import Where, attribute_predicate, event_predicates
+from leadscore.model.conditions import (
+    Where,
+    attribute_predicate,
+    event_predicates,
+    stage_predicates,
+)
 from leadscore.model.types import FitRule, GradeBands, Model, Rule, Stage
 
 _MS_PER_DAY = 86_400_000
@@ -211,33 +216,22 @@ def _fit(value: Any, where: Where) -> tuple[FitRule, ...]:
 
 def _stages(value: Any, where: Where) -> tuple[Stage, ...]:
     if not isinstance(value, list) or not value:
-        raise where.error("required, a non-empty list of {name, min_total} or {name, tags}")
+        raise where.error("required, a non-empty list of {name, when, keep}")
     stages: list[Stage] = []
     for i, item in enumerate(value):
         at = where / i
         entry = _mapping(item, at)
-        _only(entry, at, {"name", "min_total", "tags"})
+        _only(entry, at, {"name", "when", "keep"})
         name = _name(entry.get("name"), at / "name")
         if any(s.name == name for s in stages):
             raise (at / "name").error(f"stage {name!r} is declared twice")
-        if ("min_total" in entry) == ("tags" in entry):
-            raise at.error("give exactly one of min_total (a score threshold) or tags")
-        if "tags" in entry:
-            tags = frozenset(_tags(entry["tags"], at / "tags"))
-            if not tags:
-                raise (at / "tags").error("must name at least one tag")
-            stages.append(Stage(name, tags=tags))
-            continue
-        lowest = _number(entry.get("min_total"), at / "min_total")
-        previous = [s.min_total for s in stages if s.min_total is not None]
-        if previous and lowest <= previous[-1]:
-            raise (at / "min_total").error(
-                f"must be greater than the previous stage's ({previous[-1]:g}); threshold "
-                "stages are listed from the first"
-            )
-        stages.append(Stage(name, min_total=lowest))
-    if not any(s.min_total is not None for s in stages):
-        raise where.error("at least one stage needs a min_total")
+        if i == 0 and "when" in entry:
+            raise (at / "when").error("the first stage is where every lead starts: no when")
+        if i > 0 and "when" not in entry:
+            raise at.error("required: when (the conditions of entering this stage)")
+        conditions = stage_predicates(entry["when"], at / "when", _duration) if i else ()
+        keep = _flag(entry, "keep", False, at)
+        stages.append(Stage(name, conditions, keep, _summary(entry.get("when"))))
     return tuple(stages)
 
 
@@ -276,6 +270,8 @@ def _flag(entry: dict[str, Any], key: str, default: bool, where: Where) -> bool:
 
 
 def _summary(when: Any) -> str:
+    if when is None:
+        return ""
     if isinstance(when, dict):
         return ", ".join(f"{k}={v}" for k, v in when.items())
     return str(when)

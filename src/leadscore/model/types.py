@@ -5,7 +5,12 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from leadscore.model.conditions import AttributePredicate, EventPredicate
+from leadscore.model.conditions import (
+    AttributePredicate,
+    EventPredicate,
+    LeadFacts,
+    StagePredicate,
+)
 from leadscore.scoring.events import Event
 
 
@@ -54,12 +59,16 @@ class Fit:
 
 @dataclass(frozen=True, slots=True)
 class Stage:
-    """A lifecycle stage: entered when the total reaches `min_total`, or, for a stage with
-    `tags`, whenever the lead carries one of them (such stages take precedence)."""
+    """A lifecycle stage, entered while all its conditions hold (the first stage has none).
+
+    A lead is in the last listed stage whose conditions hold. Once a lead reached a stage
+    with `keep`, the stages listed before it are no longer candidates: it only moves on.
+    """
 
     name: str
-    min_total: float | None = None
-    tags: frozenset[str] = frozenset()
+    conditions: tuple[StagePredicate, ...] = field(default=(), repr=False)
+    keep: bool = False
+    when: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,17 +131,21 @@ class Model:
         """Combined grade: fit band letter then engagement band digit, e.g. `B2`."""
         return self.fit_grades.band(fit) + self.engagement_grades.band(engagement)
 
-    def stage(self, total: float, tags: frozenset[str] = frozenset()) -> Stage:
-        """The first tag stage whose tags the lead has; else the last threshold stage the
-        total reaches (so a decaying score moves the stage back)."""
-        for stage in self.stages:
-            if stage.tags & tags:
-                return stage
-        current = next(s for s in self.stages if s.min_total is not None)
-        for stage in self.stages:
-            if stage.min_total is not None and total >= stage.min_total:
+    def stage(self, facts: LeadFacts, kept: str | None = None) -> Stage:
+        """The last stage whose conditions hold, not before the stage `kept` (the furthest
+        `keep` stage the lead reached)."""
+        names = [s.name for s in self.stages]
+        first = names.index(kept) if kept in names else 0
+        current = self.stages[first]
+        for stage in self.stages[first + 1 :]:
+            if all(condition(facts) for condition in stage.conditions):
                 current = stage
         return current
+
+    def stage_index(self, name: str | None) -> int:
+        """Position of a stage in the model (-1: unknown, e.g. after a model change)."""
+        names = [s.name for s in self.stages]
+        return names.index(name) if name in names else -1
 
 
 def with_derived(attributes: Mapping[str, str]) -> Mapping[str, str]:

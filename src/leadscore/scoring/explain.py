@@ -6,16 +6,15 @@ import time
 
 from leadscore.model import Model
 from leadscore.scoring.events import ProfileKey
+from leadscore.scoring.score import lead_facts
 from leadscore.scoring.state import LeadState
 
 
 def explain(profile: ProfileKey, state: LeadState, model: Model) -> list[str]:
     """A readable account of a lead's state: every number adds up to the total."""
-    fit = model.fit(state.attribute_values())
-    engagement = state.engagement + state.fixed
-    total = fit.points + engagement
-    tags = sorted(state.tags | fit.tags)
-    stage = model.stage(total, frozenset(tags))
+    facts, fit = lead_facts(state, model)
+    engagement, total, tags = facts.engagement, facts.total, sorted(facts.tags)
+    stage = model.stage(facts, state.kept)
     in_stage = state.as_of - state.stage_since if state.stage_since is not None else 0
     lines = [
         f"{profile.kind} {profile.id} · model {model.version} · as of {_when(state.as_of)} "

@@ -9,9 +9,10 @@ import math
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from leadscore.model import Model, Rule
+from leadscore.model import Fit, Model, Rule
+from leadscore.model.conditions import VISIT_MEMORY, LeadFacts
 from leadscore.scoring.engagement import decay_factor
-from leadscore.scoring.events import Event, ProfileKey
+from leadscore.scoring.events import Event, EventType, ProfileKey
 from leadscore.scoring.outputs import Output, Reason, ScoreChanged, StageTransitioned, output_id
 from leadscore.scoring.state import Change, LeadState, event_digest
 
@@ -100,6 +101,7 @@ def _apply(state: LeadState, event: Event, model: Model) -> None:
         and (state.first_response_at is None or t < state.first_response_at)
     ):
         state.first_response_at = t
+    _count(state, model, event)
     tags = frozenset(state.tags | model.fit(state.attribute_values()).tags)
     for rule in model.rules:
         if not rule.matches(event, tags):
@@ -191,13 +193,13 @@ def _within_total_cap(state: LeadState, model: Model, earned: float) -> float:
 
 def _outputs(profile: ProfileKey, state: LeadState, event: Event, model: Model) -> list[Output]:
     """Compare the state with what was last published and emit what changed."""
-    fit_result = model.fit(state.attribute_values())
-    fit = fit_result.points
-    engagement = state.engagement + state.fixed
-    total = fit + engagement
+    facts, _ = lead_facts(state, model)
+    fit, engagement, total, tags = facts.fit, facts.engagement, facts.total, facts.tags
     grade = model.grade(fit, engagement)
-    tags = frozenset(state.tags | fit_result.tags)
-    stage = model.stage(total, tags)
+    contact = state.consent[0] if state.consent else model.contact_allowed_by_default
+    stage = model.stage(facts, state.kept)
+    if stage.keep and model.stage_index(stage.name) > model.stage_index(state.kept):
+        state.kept = stage.name
     sorted_tags = tuple(sorted(tags))
     speed = state.speed_to_lead_ms
     contact = state.consent[0] if state.consent else model.contact_allowed_by_default
@@ -296,13 +298,44 @@ def _reasons(state: LeadState, fit: float, engagement: float) -> tuple[Reason, .
 def _transition_reason(model: Model, previous: str | None, current: str) -> str:
     if previous is None:
         return "first_event"
-    stages = {s.name: s for s in model.stages}
-    if current in stages and stages[current].tags:
-        return "tagged"
-    before, after = stages.get(previous), stages.get(current)
-    if before is None or after is None or before.min_total is None or after.min_total is None:
+    before, after = model.stage_index(previous), model.stage_index(current)
+    if before < 0:
         return "model_changed"
-    return "score_rose" if after.min_total > before.min_total else "score_fell"
+    return "progressed" if after > before else "regressed"
+
+
+def lead_facts(state: LeadState, model: Model, now: int | None = None) -> tuple[LeadFacts, Fit]:
+    """What stage conditions test, at `now` (default: the lead's own clock, `as_of`)."""
+    fit = model.fit(state.attribute_values())
+    engagement = state.engagement + state.fixed
+    facts = LeadFacts(
+        total=fit.points + engagement,
+        fit=fit.points,
+        engagement=engagement,
+        tags=frozenset(state.tags | fit.tags),
+        counts=state.counts,
+        visit_times=tuple(state.visits),
+        last_activity=state.as_of,
+        now=state.as_of if now is None else now,
+    )
+    return facts, fit
+
+
+def _count(state: LeadState, model: Model, event: Event) -> None:
+    """The counts and recent visit times that stage conditions test."""
+    counted = []
+    if model.is_request(event):
+        counted.append("requests")
+    if event.type is EventType.FORM:
+        counted.append("forms")
+    if event.type is EventType.CALL and event.answered:
+        counted.append("answered_calls")
+    for name in counted:
+        state.counts[name] = state.counts.get(name, 0) + 1
+    if event.type is EventType.VISIT:
+        state.visits.append(event.occurred_at)
+        state.visits.sort()
+        del state.visits[:-VISIT_MEMORY]
 
 
 def _copy(state: LeadState) -> LeadState:
@@ -313,6 +346,9 @@ def _copy(state: LeadState) -> LeadState:
         fired=dict(state.fired),
         caps={rule: dict(used) for rule, used in state.caps.items()},
         matched={rule: list(times) for rule, times in state.matched.items()},
+        counts=dict(state.counts),
+        visits=list(state.visits),
+        kept=state.kept,
         contributions=dict(state.contributions),
         history=list(state.history),
         first_request_at=state.first_request_at,

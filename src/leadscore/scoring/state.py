@@ -37,7 +37,9 @@ class LeadState:
     engagement rules (sticky; fit tags are derived from the attributes) and `fired` the
     once-per-lead rules that already counted, with the time of the event that did. `caps`
     holds, per capped rule, the points it earned in its current and previous window of
-    event time; `matched` the last times a `repeat_within` rule matched. `contributions`
+    event time; `matched` the last times a `repeat_within` rule matched. `counts` counts
+    requests, forms and answered calls, `visits` holds the last visit times, and `kept` is
+    the furthest `keep` stage reached. `contributions`
     maps each
     rule to (points earned, what they are worth at `as_of`): the engagement is the sum of
     the second column. `history` keeps the last published changes, newest last.
@@ -66,6 +68,9 @@ class LeadState:
     fired: dict[str, int] = field(default_factory=dict)
     caps: dict[str, dict[int, float]] = field(default_factory=dict)
     matched: dict[str, list[int]] = field(default_factory=dict)
+    counts: dict[str, int] = field(default_factory=dict)
+    visits: list[int] = field(default_factory=list)
+    kept: str | None = None
     contributions: dict[str, tuple[float, float]] = field(default_factory=dict)
     history: list[Change] = field(default_factory=list)
     first_request_at: int | None = None

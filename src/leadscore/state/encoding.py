@@ -43,6 +43,12 @@ def encode_state(state: LeadState) -> bytes:
         doc["h"] = [
             [c.as_of, c.cause_event_id, c.total, c.delta, c.stage, c.reasons] for c in state.history
         ]
+    if state.counts:
+        doc["ct"] = state.counts
+    if state.visits:
+        doc["vt"] = state.visits
+    if state.kept is not None:
+        doc["kp"] = state.kept
     if state.matched:
         doc["m"] = state.matched
     if state.caps:
@@ -86,6 +92,9 @@ def decode_state(raw: bytes) -> LeadState:
             for h in doc.get("h", [])
         ],
         matched={r: list(ts) for r, ts in doc.get("m", {}).items()},
+        counts=dict(doc.get("ct", {})),
+        visits=list(doc.get("vt", [])),
+        kept=doc.get("kp"),
         first_request_at=doc.get("rq"),
         first_response_at=doc.get("rs"),
         published_tags=tuple(doc.get("pt2", ())),

@@ -13,6 +13,7 @@ from leadscore.errors import ModelError
 from leadscore.model import default_model, load_model, parse_model
 from leadscore.model.conditions import LeadFacts
 
+DAY = 86_400_000
 BUNDLED = yaml.safe_load(
     (Path(__file__).parents[2] / "src/leadscore/model/default.yaml").read_text()
 )
@@ -171,3 +172,66 @@ def test_unreadable_and_invalid_yaml_files_are_reported(tmp_path: Path) -> None:
     bad.write_text("stages: [unclosed")
     with pytest.raises(ModelError, match="not valid YAML"):
         load_model(bad)
+
+
+def test_a_model_using_every_feature_validates() -> None:
+    model = load_model(Path(__file__).parents[1] / "models" / "full.yaml")
+    assert model.version == "everything-1"
+    assert model.engagement_cap == 300
+    assert len(model.rules) == 16
+    assert len(model.fit_rules) == 12
+    assert [s.keep for s in model.stages].count(True) == 3
+    assert model.contact_allowed_by_default is True
+
+
+@pytest.mark.parametrize(
+    ("when", "holds", "fails"),
+    [
+        ({"min_total": 10}, {"total": 10}, {"total": 9}),
+        ({"max_total": 10}, {"total": 9}, {"total": 10}),
+        ({"min_fit": 5}, {"fit": 5}, {"fit": 4}),
+        ({"max_fit": 5}, {"fit": 4}, {"fit": 5}),
+        ({"min_engagement": 5}, {"engagement": 5}, {"engagement": 1}),
+        ({"max_engagement": 5}, {"engagement": 1}, {"engagement": 5}),
+        ({"has_tag": ["a", "b"]}, {"tags": {"b"}}, {"tags": {"c"}}),
+        ({"lacks_tag": "a"}, {"tags": {"b"}}, {"tags": {"a"}}),
+        ({"min_requests": 2}, {"counts": {"requests": 2}}, {"counts": {"requests": 1}}),
+        ({"min_forms": 1}, {"counts": {"forms": 1}}, {"counts": {}}),
+        ({"min_answered_calls": 1}, {"counts": {"answered_calls": 3}}, {"counts": {}}),
+        ({"min_visits": 2}, {"visit_times": (1, 2)}, {"visit_times": (1,)}),
+        (
+            {"min_visits": {"count": 2, "within": "1d"}},
+            {"visit_times": (10 * DAY - 5, 10 * DAY - 1)},
+            {"visit_times": (DAY, 10 * DAY - 1)},
+        ),
+        ({"active_within": "7d"}, {"last_activity": 4 * DAY}, {"last_activity": DAY}),
+        ({"inactive_for": "7d"}, {"last_activity": DAY}, {"last_activity": 4 * DAY}),
+    ],
+)
+def test_each_stage_condition(
+    when: dict[str, Any], holds: dict[str, Any], fails: dict[str, Any]
+) -> None:
+    model = parse_model(
+        {
+            **{k: BUNDLED[k] for k in ("version", "engagement", "fit", "grades")},
+            "stages": [{"name": "start"}, {"name": "there", "when": when}],
+        }
+    )
+
+    def facts(**values: Any) -> LeadFacts:
+        base: dict[str, Any] = {
+            "total": 0.0,
+            "fit": 0.0,
+            "engagement": 0.0,
+            "tags": frozenset(),
+            "counts": {},
+            "visit_times": (),
+            "last_activity": 10 * DAY,
+            "now": 10 * DAY,
+        }
+        base.update(values)
+        base["tags"] = frozenset(base["tags"])
+        return LeadFacts(**base)
+
+    assert model.stage(facts(**holds)).name == "there"
+    assert model.stage(facts(**fails)).name == "start"

@@ -141,13 +141,14 @@ def _bad(record_type: str = "Click", **fields: Any) -> bytes:
         (_bad(event_id=""), "missing-id"),
         (_bad(occurred_at=NOW_MS + 3_600_000), "future-timestamp"),
         (_bad(occurred_at=-1), "invalid-timestamp"),
-        (_bad("Visit", duration_ms=-5), "invalid-field"),
-        (_bad("Call", duration_s=-1), "invalid-field"),
+        (_bad("Visit", duration_ms=-5), "invalid-field:Visit"),
+        (_bad("Call", duration_s=-1), "invalid-field:Call"),
         (_bad(lead_id="x" * 300), "invalid-field"),
     ],
 )
 def test_bad_input_raises_with_a_reason(raw: bytes, reason: str) -> None:
-    record_type = "Visit" if b"pricing" in raw else "Call" if b"c-1" in raw else "Click"
+    reason, _, record_type = reason.partition(":")
+    record_type = record_type or "Click"
     with pytest.raises(InvalidEvent) as caught:
         decoder(record_type)(raw)
     assert caught.value.reason == reason
@@ -155,7 +156,7 @@ def test_bad_input_raises_with_a_reason(raw: bytes, reason: str) -> None:
 
 
 def test_an_unknown_enum_symbol_is_undecodable() -> None:
-    raw = bytearray(_bad("Call"))
+    raw = bytearray(_bad("Call", event_id="e1"))  # "c-1" only in call_id
     # the Direction enum index sits right after call_id ("c-1"): make it 7 (no such symbol)
     position = raw.index(b"c-1") + 3
     raw[position] = 14  # zigzag(7)

@@ -21,7 +21,7 @@ def test_check_model_dry_runs_events_and_rejects_bad_lines() -> None:
     assert "line 4: bob: stage - -> disqualified (first_event)" in out
     assert "line 5: rejected:" in out
     assert "line 6: rejected: type must be one of click, visit, form, call" in out
-    assert "lead ann: total 71.0 (fit 25.0, engagement 46.0) grade A2 stage active_lead" in out
+    assert "lead ann: total 70.9 (fit 25.0, engagement 45.9) grade A2 stage active_lead" in out
 
 
 def test_check_model_rejects_a_broken_model_with_its_key_path(tmp_path: Path) -> None:

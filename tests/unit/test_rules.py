@@ -487,3 +487,29 @@ def test_form_fill_effort_and_who_completed_it_can_be_scored() -> None:
     )
     assert score(LEAD, None, [careful], model).state.contributions["careful_request"][0] == 5
     assert "careful_request" not in score(LEAD, None, [hasty], model).state.contributions
+
+
+@settings(max_examples=200, deadline=None)
+@given(capped_events, st.randoms())
+def test_capped_engagement_does_not_depend_on_the_order_within_the_kept_windows(
+    events: list[Event], rng: object
+) -> None:
+    """Capped points count from their window's start, so the order of a window's events
+    does not matter (events span at most the current and the previous window here)."""
+    model = model_with(
+        [
+            {
+                "name": "visit",
+                "when": {"type": "visit"},
+                "points": 3,
+                "cap": {"points": 7, "per": "2h"},
+            },
+            {"name": "click", "when": {"type": "click"}, "points": 5},
+        ]
+    )
+    in_two_windows = [e for e in events if e.occurred_at < 10 * DAY + 4 * 3_600_000]
+    shuffled = list(in_two_windows)
+    rng.shuffle(shuffled)  # type: ignore[attr-defined]
+    a = score(LEAD, None, in_two_windows, model).state
+    b = score(LEAD, None, shuffled, model).state
+    assert a.engagement == pytest.approx(b.engagement, rel=1e-9, abs=1e-9)

@@ -114,15 +114,18 @@ def _apply(state: LeadState, event: Event, model: Model) -> None:
                 continue
             state.fired[rule.name] = t
         state.tags.update(rule.tags)
-        points = rule.points if rule.cap_points is None else _within_cap(state, rule, t)
-        earned = _within_total_cap(state, model, points * lateness if rule.decays else points)
+        points, worth = rule.points, lateness
+        if rule.cap_points is not None:
+            points, credited_at = _within_cap(state, rule, t)
+            worth = decay_factor(state.as_of - credited_at, model.half_life_ms)
+        earned = _within_total_cap(state, model, points * worth if rule.decays else points)
         if rule.decays:
             state.engagement += earned
         else:
             state.fixed += earned
         if earned:
             state.pending[rule.name] = state.pending.get(rule.name, 0.0) + earned
-            at_event_time = earned / lateness if rule.decays else earned
+            at_event_time = earned / worth if rule.decays else earned
             before = state.contributions.get(rule.name, (0.0, 0.0))
             state.contributions[rule.name] = (before[0] + at_event_time, before[1] + earned)
 
@@ -163,8 +166,10 @@ def _move_once(state: LeadState, model: Model, rule: Rule, t: int) -> None:
     state.contributions[rule.name] = (before[0], before[1] + gain)
 
 
-def _within_cap(state: LeadState, rule: Rule, t: int) -> float:
-    """The rule's points that still fit its cap in the event's window of event time.
+def _within_cap(state: LeadState, rule: Rule, t: int) -> tuple[float, int]:
+    """The rule's points that still fit its cap in the event's window of event time, and
+    the time they count from: the window's start, so that which of a window's events
+    came first changes nothing.
 
     Windows are aligned to the epoch. The current and the previous window are remembered;
     an event later than that counts as capped (it earns nothing).
@@ -177,11 +182,11 @@ def _within_cap(state: LeadState, rule: Rule, t: int) -> float:
     for old in [w for w in used if w < current - 1]:
         del used[old]
     if window < current - 1:
-        return 0.0
+        return 0.0, t
     spent = used.get(window, 0.0)
     allowed = max(0.0, min(abs(rule.points), rule.cap_points - spent))
     used[window] = spent + allowed
-    return math.copysign(allowed, rule.points)
+    return math.copysign(allowed, rule.points), window * rule.cap_window_ms
 
 
 def _within_total_cap(state: LeadState, model: Model, earned: float) -> float:

@@ -87,8 +87,8 @@ def _named_texts(spec: Any, where: Where) -> list[tuple[str, TextMatch]]:
 
 def _event_condition(key: str, spec: Any, where: Where) -> EventPredicate:
     if key == "type":
-        types = _choices(spec, tuple(t.value for t in EventType), where)
-        return lambda e, _: e.type.value in types
+        types = event_types(spec, where)
+        return lambda e, _: e.type in types
     if key in ("url", "user_agent", "campaign"):
         match = text_matcher(spec, where)
         if key == "campaign":
@@ -148,6 +148,11 @@ EVENT_CONDITIONS = (
     "has_tag",
     "lacks_tag",
 )
+
+
+def event_types(spec: Any, where: Where) -> frozenset[EventType]:
+    """The event types a `type:` condition names."""
+    return frozenset(EventType(v) for v in _choices(spec, tuple(t.value for t in EventType), where))
 
 
 def event_predicates(spec: Any, where: Where) -> tuple[EventPredicate, ...]:

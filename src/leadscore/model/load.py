@@ -15,6 +15,7 @@ from leadscore.model.conditions import (
     Where,
     attribute_predicate,
     event_predicates,
+    event_types,
     stage_predicates,
 )
 from leadscore.model.types import FitRule, GradeBands, Model, Rule, Stage
@@ -130,11 +131,14 @@ def _rules(value: Any, where: Where) -> tuple[Rule, ...]:
             else None
         )
         cap_points, cap_window = _cap(entry.get("cap"), at / "cap")
+        when = entry.get("when")
+        if not isinstance(when, dict):
+            when = {}
         rules.append(
             Rule(
                 name=_name(entry.get("name"), at / "name"),
                 points=_number(entry.get("points"), at / "points"),
-                conditions=event_predicates(entry.get("when"), at / "when"),
+                conditions=event_predicates(when, at / "when"),
                 once=_flag(entry, "once", False, at),
                 decays=_flag(entry, "decay", True, at),
                 tags=_tags(entry.get("tags", []), at / "tags"),
@@ -142,6 +146,8 @@ def _rules(value: Any, where: Where) -> tuple[Rule, ...]:
                 cap_points=cap_points,
                 cap_window_ms=cap_window,
                 repeat_within_ms=repeat,
+                types=event_types(when["type"], at / "when" / "type") if "type" in when else None,
+                reads_tags=bool({"has_tag", "lacks_tag"} & set(when)),
             )
         )
     return tuple(rules)

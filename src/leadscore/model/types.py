@@ -11,7 +11,7 @@ from leadscore.model.conditions import (
     LeadFacts,
     StagePredicate,
 )
-from leadscore.scoring.events import Event
+from leadscore.scoring.events import Event, EventType
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,6 +32,8 @@ class Rule:
     cap_points: float | None = None
     cap_window_ms: int | None = None
     repeat_within_ms: int | None = None  # only a repeat: it matched before, this recently
+    types: frozenset[EventType] | None = None  # from `type:`; None: any type
+    reads_tags: bool = False  # has a has_tag / lacks_tag condition
 
     def matches(self, event: Event, tags: frozenset[str]) -> bool:
         return all(condition(event, tags) for condition in self.conditions)
@@ -102,9 +104,20 @@ class Model:
     requests: tuple[tuple[EventPredicate, ...], ...] = ()
     responses: tuple[tuple[EventPredicate, ...], ...] = ()
     _decaying: frozenset[str] = field(default=frozenset(), repr=False, compare=False)
+    _by_type: Mapping[EventType, tuple[Rule, ...]] = field(
+        default_factory=dict, repr=False, compare=False
+    )
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "_decaying", frozenset(r.name for r in self.rules if r.decays))
+        by_type = {
+            t: tuple(r for r in self.rules if r.types is None or t in r.types) for t in EventType
+        }
+        object.__setattr__(self, "_by_type", by_type)
+
+    def rules_for(self, event: Event) -> tuple[Rule, ...]:
+        """The rules that can match an event of this type, in model order."""
+        return self._by_type[event.type]
 
     def decays(self, rule: str) -> bool:
         return rule in self._decaying

@@ -102,8 +102,11 @@ def _apply(state: LeadState, event: Event, model: Model) -> None:
     ):
         state.first_response_at = t
     _count(state, model, event)
-    tags = frozenset(state.tags | model.fit(state.attribute_values()).tags)
-    for rule in model.rules:
+    rules = model.rules_for(event)
+    tags: frozenset[str] = frozenset()
+    if any(rule.reads_tags for rule in rules):
+        tags = frozenset(state.tags | model.fit(state.attribute_values()).tags)
+    for rule in rules:
         if not rule.matches(event, tags):
             continue
         if rule.repeat_within_ms is not None and not _repeats(state, rule, t):

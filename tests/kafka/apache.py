@@ -108,7 +108,11 @@ class ApacheKafka:
 
 
 def _cluster_id() -> str:
-    return base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+    """A random KRaft cluster id; like Kafka's own, never starting with '-' (an option)."""
+    while True:
+        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        if not cluster_id.startswith("-"):
+            return cluster_id
 
 
 @contextlib.contextmanager
@@ -172,7 +176,7 @@ def apache_kafka(
             "-cp",
             f"{libs}/*",
         ]
-        subprocess.run(
+        formatted = subprocess.run(
             [
                 *java,
                 "kafka.tools.StorageTool",
@@ -183,10 +187,14 @@ def apache_kafka(
                 str(config),
                 *(format_args or []),
             ],
-            check=True,
             capture_output=True,
+            text=True,
             timeout=120,
         )
+        if formatted.returncode != 0:
+            raise RuntimeError(
+                f"formatting the KRaft storage failed:\n{formatted.stdout}{formatted.stderr}"
+            )
         with open(workdir / "logs" / "stdout.log", "wb") as output:
             process = subprocess.Popen(
                 [*java, "kafka.Kafka", str(config)],

@@ -51,7 +51,3 @@ class DeliveryFailed(LeadscoreError):
 
 class StateUnavailable(LeadscoreError):
     """Redis cannot be reached; the worker pauses and retries."""
-
-
-class StateConflict(LeadscoreError):
-    """A lead's state changed between read and write; re-read and recompute."""

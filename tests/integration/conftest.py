@@ -19,6 +19,7 @@ import functools
 import os
 import shutil
 import subprocess
+import sys
 import threading
 import time
 import uuid
@@ -344,3 +345,14 @@ def worker_environment(env: Env, **overrides: str) -> dict[str, str]:
         "LEADSCORE_MODEL": str(SIMPLE),
         **{f"LEADSCORE_{k.upper()}": v for k, v in overrides.items()},
     }
+
+
+def worker_process(environment: dict[str, str], output: Any = subprocess.PIPE) -> Any:
+    """`leadscore run` as a process with `environment`; its output (text) to `output`."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "leadscore", "run"],
+        env=environment,
+        stdout=output,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )

@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import signal
-import subprocess
-import sys
 import time
 import urllib.error
 import urllib.request
 
 from leadscore.embedded import free_port
-from tests.integration.conftest import Env, wait_until, worker_environment
+from tests.integration.conftest import Env, wait_until, worker_environment, worker_process
 from tests.records import encoded
 
 
@@ -33,13 +31,7 @@ def test_the_worker_process_serves_metrics_and_stops_cleanly_on_sigterm(env: Env
             (env.topic("clicks"), b"x", b"not avro"),
         ]
     )
-    process = subprocess.Popen(
-        [sys.executable, "-m", "leadscore", "run"],
-        env=environment,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
+    process = worker_process(environment)
     try:
         base = f"http://127.0.0.1:{port}"
         wait_until(lambda: http_get(base + "/healthz")[0] == 200, what="/healthz")

@@ -9,7 +9,6 @@ from __future__ import annotations
 import functools
 import random
 import subprocess
-import sys
 import time
 from collections import Counter
 from pathlib import Path
@@ -28,6 +27,7 @@ from tests.integration.conftest import (
     read_all,
     wait_until,
     worker_environment,
+    worker_process,
 )
 from tests.records import encoded, now_ms
 
@@ -115,13 +115,8 @@ def test_sigkill_at_random_moments_in_exactly_once_mode(
     rng = random.Random(5)
     log = (tmp_path / "worker.log").open("w")
 
-    def start() -> subprocess.Popen[bytes]:
-        return subprocess.Popen(
-            [sys.executable, "-m", "leadscore", "run"],
-            env=variables,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
+    def start() -> subprocess.Popen[str]:
+        return worker_process(variables, log)
 
     # a kill counts when that run committed some work and left some: it hit mid-stream
     kills_mid_work = attempts = progress = 0

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import signal
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,7 +13,13 @@ from click.testing import CliRunner
 
 from leadscore.cli import main
 from leadscore.settings import KafkaSettings, Secret
-from tests.integration.conftest import Env, Services, isolated_env, worker_environment
+from tests.integration.conftest import (
+    Env,
+    Services,
+    isolated_env,
+    worker_environment,
+    worker_process,
+)
 from tests.kafka import apache
 from tests.kafka.security import SecureKafka, secure_kafka
 from tests.records import encoded
@@ -92,13 +96,7 @@ def test_the_password_never_appears_in_logs_help_or_errors(
         log_level="DEBUG",
         kafka_options="session.timeout.ms=6000 debug=security,broker",
     )
-    process = subprocess.Popen(
-        [sys.executable, "-m", "leadscore", "run"],
-        env=environment,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
+    process = worker_process(environment)
     try:
         scores_for(secure_env, "tls-lead-3")  # it did authenticate with the file's password
         time.sleep(1)
@@ -118,13 +116,7 @@ def test_the_password_never_appears_in_logs_help_or_errors(
         "LEADSCORE_LOG_LEVEL": "INFO",
         "LEADSCORE_SASL_PASSWORD_FILE": "",
     }
-    process = subprocess.Popen(
-        [sys.executable, "-m", "leadscore", "run"],
-        env=wrong,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
+    process = worker_process(wrong)
     time.sleep(8)
     process.send_signal(signal.SIGTERM)
     output, _ = process.communicate(timeout=30)

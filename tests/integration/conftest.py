@@ -67,6 +67,7 @@ class Services:
     bootstrap_servers: str
     redis_url: str
     description: str
+    broker_pid: int | None = None  # a broker process the tests started (can be paused)
 
 
 def _docker_answers() -> bool:
@@ -110,6 +111,7 @@ def services(request: pytest.FixtureRequest) -> Iterator[Services]:
     kind = broker_kind(request.config)
     with contextlib.ExitStack() as stack:
         redis_url = os.environ.get("LEADSCORE_TEST_REDIS_URL")
+        pid = None
         if kind == "env":
             bootstrap = os.environ["LEADSCORE_TEST_BOOTSTRAP"]
         elif kind == "docker":
@@ -122,12 +124,21 @@ def services(request: pytest.FixtureRequest) -> Iterator[Services]:
                 host, port = container.get_container_host_ip(), container.get_exposed_port(6379)
                 redis_url = f"redis://{host}:{port}/0"
         elif kind == "kafka":
-            bootstrap = stack.enter_context(apache.apache_kafka()).bootstrap_servers
+            kafka = stack.enter_context(apache.apache_kafka())
+            bootstrap, pid = kafka.bootstrap_servers, kafka.process.pid
         else:
             bootstrap = stack.enter_context(embedded_broker())
+            pid = _listening_pid(bootstrap)
         if not redis_url:
             redis_url = stack.enter_context(embedded_redis())
-        yield Services(bootstrap, redis_url, BROKER_NAMES[kind])
+        yield Services(bootstrap, redis_url, BROKER_NAMES[kind], pid)
+
+
+def _listening_pid(address: str) -> int | None:
+    """The process started with this listener address (the embedded broker)."""
+    found = subprocess.run(["pgrep", "-f", f"tcp://{address}"], capture_output=True, text=True)
+    pids = found.stdout.split()
+    return int(pids[0]) if pids else None
 
 
 @dataclass

@@ -23,7 +23,8 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -31,9 +32,12 @@ import pytest
 import redis
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, Producer, TopicPartition
 
+from leadscore.codec import InputDecoder
 from leadscore.embedded import embedded_broker, embedded_redis
+from leadscore.errors import InvalidEvent
 from leadscore.kafka.admin import ensure_topics
 from leadscore.model import Model
+from leadscore.scoring.events import ProfileKey
 from leadscore.settings import (
     InputTopic,
     KafkaSettings,
@@ -43,6 +47,7 @@ from leadscore.settings import (
     Settings,
     WorkerSettings,
 )
+from leadscore.state.store import StateStore
 from leadscore.worker import Worker
 from tests.kafka import apache
 from tests.models import SIMPLE, simple_model
@@ -367,3 +372,31 @@ def worker_process(environment: dict[str, str], output: Any = subprocess.PIPE) -
         stderr=subprocess.STDOUT,
         text=True,
     )
+
+
+def committed_all(env: Env, messages: Iterable[Any], timeout_s: float = 120) -> None:
+    """Wait until the worker group committed every one of `messages` (with record_type)."""
+    ends: dict[str, int] = defaultdict(int)
+    for message in messages:
+        ends[env.input_topics[message.record_type]] += 1
+    wait_until(
+        lambda: all(env.committed()[t] == n for t, n in ends.items()),
+        timeout_s=timeout_s,
+        what="every message committed",
+    )
+
+
+def assert_counted_once(store: StateStore, messages: Iterable[Any]) -> int:
+    """Every valid event of `messages` changed its profile exactly once: each profile's
+    event count equals its number of distinct valid event ids. Returns the total."""
+    decoders = {rt: InputDecoder(rt, max_clock_skew_ms=300_000) for rt in RECORD_TYPES.values()}
+    expected: dict[ProfileKey, set[str]] = defaultdict(set)
+    for message in messages:
+        try:
+            event = decoders[message.record_type](message.value)
+        except InvalidEvent:
+            continue
+        expected[event.profile_key].add(event.event_id)
+    counted = {p: store.read(p).state.events for p in expected}  # type: ignore[union-attr]
+    assert counted == {p: len(ids) for p, ids in expected.items()}
+    return sum(counted.values())

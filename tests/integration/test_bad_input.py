@@ -4,15 +4,19 @@ reason, every valid event is counted once, and the worker never stops."""
 from __future__ import annotations
 
 import random
-from collections import Counter, defaultdict
+from collections import Counter
 from typing import Any
 
-from leadscore.codec import InputDecoder, encode_record
-from leadscore.errors import InvalidEvent
-from leadscore.scoring.events import ProfileKey
+from leadscore.codec import encode_record
 from leadscore.simulate import Traffic
 from leadscore.state.store import StateStore
-from tests.integration.conftest import RECORD_TYPES, Env, read_all, wait_until
+from tests.integration.conftest import (
+    RECORD_TYPES,
+    Env,
+    assert_counted_once,
+    read_all,
+    wait_until,
+)
 from tests.records import now_ms, record
 
 MALFORMED = 5000
@@ -100,14 +104,4 @@ def test_malformed_messages_go_to_the_dead_letter_topic_and_nothing_else_is_lost
     assert len(dead) == MALFORMED
     assert got == expected_reasons
 
-    decoders = {rt: InputDecoder(rt, max_clock_skew_ms=300_000) for rt in topics}
-    expected: dict[ProfileKey, set[str]] = defaultdict(set)
-    for m in valid:
-        try:
-            event = decoders[m.record_type](m.value)
-        except InvalidEvent:  # pragma: no cover - the traffic has no malformed messages here
-            continue
-        expected[event.profile_key].add(event.event_id)
-    store = StateStore(env.redis, namespace=env.prefix, ttl_ms=0)
-    counted = {p: store.read(p).state.events for p in expected}  # type: ignore[union-attr]
-    assert counted == {p: len(ids) for p, ids in expected.items()}
+    assert_counted_once(StateStore(env.redis, namespace=env.prefix, ttl_ms=0), valid)

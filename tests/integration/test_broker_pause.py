@@ -6,16 +6,12 @@ import os
 import signal
 import threading
 import time
-from collections import defaultdict
 
 import pytest
 
-from leadscore.codec import InputDecoder
-from leadscore.errors import InvalidEvent
-from leadscore.scoring.events import ProfileKey
 from leadscore.simulate import Traffic
 from leadscore.state.store import StateStore
-from tests.integration.conftest import Env, wait_until
+from tests.integration.conftest import Env, assert_counted_once, committed_all
 
 PAUSE_S = 8.0  # longer than the session timeout: the group rebalances afterwards
 
@@ -44,25 +40,8 @@ def test_a_paused_broker_loses_and_double_counts_nothing(env: Env) -> None:
     finally:
         os.kill(pid, signal.SIGCONT)
     producer.join()
-    ends: dict[str, int] = defaultdict(int)
-    for message in sent:
-        ends[env.input_topics[message.record_type]] += 1
-    wait_until(
-        lambda: all(env.committed()[t] == n for t, n in ends.items()),
-        timeout_s=120,
-        what="every message committed",
-    )
+    committed_all(env, sent)
     worker.stop()
 
-    decoders = {rt: InputDecoder(rt, max_clock_skew_ms=300_000) for rt in env.input_topics}
-    expected: dict[ProfileKey, set[str]] = defaultdict(set)
-    for message in sent:
-        try:
-            event = decoders[message.record_type](message.value)
-        except InvalidEvent:
-            continue
-        expected[event.profile_key].add(event.event_id)
-    store = StateStore(env.redis, namespace=env.prefix, ttl_ms=0)
-    counted = {p: store.read(p).state.events for p in expected}  # type: ignore[union-attr]
-    assert counted == {p: len(ids) for p, ids in expected.items()}
-    assert sum(counted.values()) > 1000
+    counted = assert_counted_once(StateStore(env.redis, namespace=env.prefix, ttl_ms=0), sent)
+    assert counted > 1000

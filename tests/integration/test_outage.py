@@ -8,19 +8,21 @@ import signal
 import subprocess
 import threading
 import time
-from collections import defaultdict
 
 import redis
 
-from leadscore.codec import InputDecoder
 from leadscore.embedded import embedded_redis
-from leadscore.errors import InvalidEvent
-from leadscore.scoring.events import ProfileKey
 from leadscore.settings import Secret
 from leadscore.simulate import Traffic
 from leadscore.state.store import StateStore
 from leadscore.worker import Worker
-from tests.integration.conftest import Env, WorkerHandle, wait_until
+from tests.integration.conftest import (
+    Env,
+    WorkerHandle,
+    assert_counted_once,
+    committed_all,
+    wait_until,
+)
 from tests.models import simple_model
 
 OUTAGE_S = 8.0
@@ -38,7 +40,6 @@ def test_a_redis_outage_pauses_the_worker_and_loses_nothing(env: Env) -> None:
         env.workers.append(worker)
         traffic = Traffic(seed=4, leads=100, late_rate=0)
         sent = []
-        done = threading.Event()
 
         def produce() -> None:
             started = time.monotonic()
@@ -47,7 +48,6 @@ def test_a_redis_outage_pauses_the_worker_and_loses_nothing(env: Env) -> None:
                 env.produce([(env.input_topics[m.record_type], m.key, m.value) for m in batch])
                 sent.extend(batch)
                 time.sleep(0.2)
-            done.set()
 
         producer = threading.Thread(target=produce)
         producer.start()
@@ -57,27 +57,10 @@ def test_a_redis_outage_pauses_the_worker_and_loses_nothing(env: Env) -> None:
         time.sleep(OUTAGE_S)
         os.kill(pid, signal.SIGCONT)
         producer.join()
-        ends = defaultdict(int)
-        for message in sent:
-            ends[env.input_topics[message.record_type]] += 1
-        wait_until(
-            lambda: all(env.committed()[t] == n for t, n in ends.items()),
-            timeout_s=120,
-            what="every message committed",
-        )
+        committed_all(env, sent)
         worker.stop()
 
-        decoders = {rt: InputDecoder(rt, max_clock_skew_ms=300_000) for rt in env.input_topics}
-        expected: dict[ProfileKey, set[str]] = defaultdict(set)
-        for message in sent:
-            try:
-                event = decoders[message.record_type](message.value)
-            except InvalidEvent:
-                continue
-            expected[event.profile_key].add(event.event_id)
         client = redis.Redis.from_url(url)
-        store = StateStore(client, namespace=env.prefix, ttl_ms=0)
-        counted = {p: store.read(p).state.events for p in expected}  # type: ignore[union-attr]
+        counted = assert_counted_once(StateStore(client, namespace=env.prefix, ttl_ms=0), sent)
         client.close()
-        assert counted == {p: len(ids) for p, ids in expected.items()}
-        assert sum(counted.values()) > 500
+        assert counted > 500

@@ -234,7 +234,7 @@ class Traffic:
         elif kind == "negative":
             value = encode_record("Visit", {**visit, "duration_ms": -1000})
         else:
-            value = _with_unknown_direction(
+            value = call_with_unknown_direction(
                 {**visit, "call_id": "c", "direction": "VIDEO", "duration_s": 10, "answered": True}
             )
         record_type = "Call" if kind == "enum" else "Visit"
@@ -400,7 +400,7 @@ class _Acts:
         return self._form(p, "newsletter", {"email": f"x{p.anonymous_id[-4:]}@example.org"})
 
 
-def _with_unknown_direction(record: dict[str, Any]) -> bytes:
+def call_with_unknown_direction(record: dict[str, Any]) -> bytes:
     """A Call whose `direction` enum index has no symbol in the real schema."""
     doc = json.loads(schema_text("Call"))
     for f in doc["fields"]:

@@ -1,4 +1,4 @@
-"""Thousands of malformed messages among valid ones: each one is dead-lettered with its
+"""Thousands of malformed messages (ten kinds) among valid ones: each one is dead-lettered with its
 reason, every valid event is counted once, and the worker never stops."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ from collections import Counter
 from typing import Any
 
 from leadscore.codec import encode_record
-from leadscore.simulate import Traffic
+from leadscore.simulate import Traffic, call_with_unknown_direction
 from leadscore.state.store import StateStore
 from tests.integration.conftest import (
     RECORD_TYPES,
@@ -48,6 +48,9 @@ def malformed(rng: random.Random, i: int) -> tuple[str, bytes, str]:
         return "Call", encode_record("Visit", record("Visit", lead)), "undecodable"
     if kind == "empty":
         return "Click", b"", "undecodable"
+    if kind == "unknown-enum":  # a Call whose direction is a symbol the schema lacks
+        call = {**record("Call", lead), "direction": "VIDEO"}
+        return "Call", call_with_unknown_direction(call), "undecodable"
     fields: dict[str, Any] = {
         "no-id": {"lead_id": None, "anonymous_id": None},
         "huge": {"lead_id": "x" * rng.randint(300, 20_000)},

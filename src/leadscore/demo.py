@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import signal
 import subprocess
 import sys
 import tempfile
@@ -27,7 +26,7 @@ from rich.panel import Panel
 from rich.table import Table
 
 from leadscore.codec import decode_output
-from leadscore.embedded import Services, embedded_services, free_port
+from leadscore.embedded import Services, embedded_services, free_port, stop_process
 from leadscore.errors import DecodeError, LeadscoreError
 from leadscore.kafka.admin import ensure_topics
 from leadscore.kafka.consumer import Message, TopicReader
@@ -321,11 +320,5 @@ def _worker_process(
 
 
 def _stop_worker(process: subprocess.Popen[bytes]) -> int:
-    if process.poll() is None:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-    return process.returncode
+    """SIGTERM: the worker finishes its batch, commits and leaves the group."""
+    return stop_process(process, grace_s=30)

@@ -18,6 +18,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import redis
 
@@ -132,17 +133,19 @@ def _process(name: str, command: list[str]) -> Iterator[subprocess.Popen[bytes]]
                 log.error("%s exited early:\n%s", name, output.read()[-2000:].decode("replace"))
             raise
         finally:
-            _stop(process)
+            stop_process(process)
 
 
-def _stop(process: subprocess.Popen[bytes]) -> None:
+def stop_process(process: subprocess.Popen[Any], grace_s: float = 5) -> int:
+    """SIGTERM, then SIGKILL if it has not exited after `grace_s`; returns the exit code."""
     if process.poll() is None:
         process.terminate()
         try:
-            process.wait(5)
+            process.wait(grace_s)
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+    return process.returncode
 
 
 def _wait_for_port(port: int, process: subprocess.Popen[bytes], name: str) -> None:

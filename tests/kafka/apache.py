@@ -24,7 +24,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from leadscore.embedded import free_port
+from leadscore.embedded import free_port, stop_process
 from leadscore.kafka.admin import wait_for_broker
 
 POM = Path(__file__).with_name("pom.xml")
@@ -207,7 +207,7 @@ def apache_kafka(
             _wait(broker)
             yield broker
         finally:
-            _stop(process)
+            stop_process(process, grace_s=30)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
 
@@ -233,13 +233,3 @@ def _wait(broker: ApacheKafka) -> None:
                 ) from None
         time.sleep(0.1)
     wait_for_broker({"bootstrap.servers": broker.bootstrap_servers}, START_TIMEOUT_S)
-
-
-def _stop(process: subprocess.Popen[bytes]) -> None:
-    if process.poll() is None:
-        process.terminate()
-        try:
-            process.wait(30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()

@@ -27,7 +27,6 @@ class Scored:
 
     state: LeadState
     outputs: list[Output] = field(default_factory=list)
-    applied: int = 0
     duplicates: int = 0
     speed_to_lead_ms: int | None = None  # set when first measured by these events
 
@@ -57,7 +56,6 @@ def score(
         new.recent.append(digest)
         if len(new.recent) > memory:
             del new.recent[: len(new.recent) - memory]
-        result.applied += 1
         known = new.published_speed
         result.outputs.extend(_outputs(profile, new, event, model))
         if known is None and new.published_speed is not None:
@@ -312,8 +310,8 @@ def _transition_reason(model: Model, previous: str | None, current: str) -> str:
     return "progressed" if after > before else "regressed"
 
 
-def lead_facts(state: LeadState, model: Model, now: int | None = None) -> tuple[LeadFacts, Fit]:
-    """What stage conditions test, at `now` (default: the lead's own clock, `as_of`)."""
+def lead_facts(state: LeadState, model: Model) -> tuple[LeadFacts, Fit]:
+    """What stage conditions test, at the lead's own clock (`as_of`)."""
     fit = model.fit(state.attribute_values())
     engagement = state.engagement + state.fixed
     facts = LeadFacts(
@@ -324,7 +322,7 @@ def lead_facts(state: LeadState, model: Model, now: int | None = None) -> tuple[
         counts=state.counts,
         visit_times=tuple(state.visits),
         last_activity=state.as_of,
-        now=state.as_of if now is None else now,
+        now=state.as_of,
     )
     return facts, fit
 

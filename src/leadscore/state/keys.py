@@ -20,11 +20,6 @@ def profile_key(namespace: str, profile: ProfileKey) -> str:
     return f"{namespace}:{profile.kind}:{{{profile.id}}}"
 
 
-def profile_pattern(namespace: str, kind: str = "*") -> str:
-    """A SCAN pattern matching every profile hash of a namespace."""
-    return f"{namespace}:{kind}:{{*}}"
-
-
 def watermark_field(topic: str, partition: int) -> str:
     """The hash field holding the highest offset of `topic[partition]` applied to a profile."""
     return f"{WATERMARK_PREFIX}{topic}:{partition}"

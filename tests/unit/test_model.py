@@ -150,6 +150,31 @@ def _rule(d: dict[str, Any], i: int = 0) -> dict[str, Any]:
         (lambda d: d["stages"][6].update(keep="yes"), "stages[6].keep"),
         (lambda d: d.update(stages=[]), "stages"),
         (lambda d: d.update(colour="blue"), "colour"),
+        (lambda d: _rule(d).update(categories=["nope"]), "engagement.rules[0].categories"),
+        (lambda d: _rule(d).update(categories="a"), "engagement.rules[0].categories"),
+        (lambda d: _rule(d).update(categories={"a": "x"}), "engagement.rules[0].categories.a"),
+        (lambda d: d.update(categories=["a"]), "categories"),
+        (
+            lambda d: d.update(categories={"a": {"half_life_days": 0}}),
+            "categories.a.half_life_days",
+        ),
+        (lambda d: d.update(categories={"a": {"cap": -1}}), "categories.a.cap"),
+        (lambda d: d.update(categories={"a": {"levels": {"x": 1, "y": 1}}}), "categories.a.levels"),
+        (lambda d: d.update(categories={"a": {"levels": {"x": "hot"}}}), "categories.a.levels.x"),
+        (lambda d: d.update(categories={"a": {"colour": 1}}), "categories.a.colour"),
+        (lambda d: d.update(categories={"fit": {}}), "categories.fit"),
+        (
+            lambda d: d.update(categories={"a": {"rules": [{**_rule(d), "categories": ["a"]}]}}),
+            "categories.a.rules[0].categories",
+        ),
+        (
+            lambda d: d["stages"][2]["when"].update(min_category={"nope": 3}),
+            "stages[2].when",
+        ),
+        (
+            lambda d: d["stages"][2]["when"].update(min_category=3),
+            "stages[2].when.min_category",
+        ),
         (lambda d: d.update(contact_allowed_by_default="yes"), "contact_allowed_by_default"),
     ],
 )
@@ -178,10 +203,13 @@ def test_a_model_using_every_feature_validates() -> None:
     model = load_model(Path(__file__).parents[1] / "models" / "full.yaml")
     assert model.version == "everything-1"
     assert model.engagement_cap == 300
-    assert len(model.rules) == 16
+    assert len(model.rules) == 18
     assert len(model.fit_rules) == 12
     assert [s.keep for s in model.stages].count(True) == 3
     assert model.contact_allowed_by_default is True
+    assert [c.name for c in model.categories] == ["analytics", "automation"]
+    assert model.category("analytics").levels == (("hot", 30.0), ("warm", 10.0))
+    assert [r.name for r in model.category_rules] == ["analytics_webinar"]
 
 
 @pytest.mark.parametrize(
@@ -206,6 +234,8 @@ def test_a_model_using_every_feature_validates() -> None:
         ),
         ({"active_within": "7d"}, {"last_activity": 4 * DAY}, {"last_activity": DAY}),
         ({"inactive_for": "7d"}, {"last_activity": DAY}, {"last_activity": 4 * DAY}),
+        ({"min_category": {"a": 5}}, {"categories": {"a": 5}}, {"categories": {"a": 4}}),
+        ({"max_category": {"a": 5}}, {"categories": {"a": 4}}, {"categories": {"a": 5}}),
     ],
 )
 def test_each_stage_condition(
@@ -215,6 +245,7 @@ def test_each_stage_condition(
         {
             **{k: BUNDLED[k] for k in ("version", "engagement", "fit", "grades")},
             "stages": [{"name": "start"}, {"name": "there", "when": when}],
+            "categories": {"a": {}},
         }
     )
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 
 import pytest
 from hypothesis import given, settings
@@ -82,12 +83,22 @@ def test_crossing_a_threshold_moves_the_stage_and_decay_moves_it_back() -> None:
         ("contact", "lead"),
     ]
     assert transitions[1].time_in_previous_stage_ms == 1
-    # two half-lives later the 40 points are 10; a visit makes 11: back to visitor
+    # two half-lives later the 40 points are 10: on the way the lead fell below 35 (lead ->
+    # contact) and below 15 (contact -> visitor), each at the time decay took it there,
+    # before the visit is folded in
     down = score(LEAD, up.state, [ev(EventType.VISIT, "v", t0 + 2 * HALF_LIFE)], MODEL)
-    transition = next(o for o in down.outputs if isinstance(o, StageTransitioned))
-    assert (transition.from_stage, transition.to_stage) == ("lead", "visitor")
-    assert transition.reason == "regressed"
-    assert transition.time_in_previous_stage_ms == 2 * HALF_LIFE - 1
+    transitions = [o for o in down.outputs if isinstance(o, StageTransitioned)]
+    assert [(t.from_stage, t.to_stage, t.reason) for t in transitions] == [
+        ("lead", "contact", "decay"),
+        ("contact", "visitor", "decay"),
+    ]
+    # at the millisecond the total fell below 35, not later
+    crossed = transitions[0]
+    assert crossed.total < 35 <= crossed.total / decay_factor(1, HALF_LIFE)
+    assert crossed.as_of == pytest.approx(t0 + HALF_LIFE * math.log2(40 / 35), abs=2)
+    assert transitions[1].engagement < 15
+    assert transitions[0].cause_event_id.startswith("time:")
+    assert down.state.stage == "visitor"
 
 
 def test_reasons_add_up_to_the_delta_and_show_decay() -> None:
@@ -99,11 +110,16 @@ def test_reasons_add_up_to_the_delta_and_show_decay() -> None:
         [ev(EventType.FORM, "f1", t0 + HALF_LIFE, fields={"company": "Acme", "industry": "x"})],
         MODEL,
     )
-    change = next(o for o in later.outputs if isinstance(o, ScoreChanged))
-    reasons = {r.rule: r.points for r in change.reasons}
-    assert reasons == pytest.approx({"form": 15.0, "fit": 10.0, "decay": -10.0})
-    assert sum(reasons.values()) == pytest.approx(change.delta)
-    assert change.previous_total == pytest.approx(20.0)
+    # decay took the lead below 15 (contact -> visitor) before the form: a time-driven
+    # change published the first part of the decay, the form's change the rest
+    on_time, on_form = [o for o in later.outputs if isinstance(o, ScoreChanged)]
+    assert on_time.cause_event_id.startswith("time:")
+    assert on_form.cause_event_id == "f1"
+    assert on_time.previous_total == pytest.approx(20.0)
+    assert [(r.rule, r.points) for r in on_time.reasons] == [("decay", on_time.delta)]
+    reasons = {r.rule: r.points for r in on_form.reasons}
+    assert reasons == pytest.approx({"form": 15.0, "fit": 10.0, "decay": -10.0 - on_time.delta})
+    assert sum(reasons.values()) == pytest.approx(on_form.delta)
 
 
 def test_a_redelivered_event_id_changes_nothing() -> None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import fnmatch
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from leadscore.errors import ModelError
@@ -235,9 +235,49 @@ class LeadFacts:
     visit_times: tuple[int, ...]
     last_activity: int
     now: int
+    categories: Mapping[str, float] = field(default_factory=dict)
 
 
 StagePredicate = Callable[[LeadFacts], bool]
+
+
+@dataclass(frozen=True, slots=True)
+class Idle:
+    """A condition on the time since the lead's last activity: it flips `span` ms after
+    it (`active_within` turns false one ms later, `inactive_for` turns true then)."""
+
+    span: int
+
+
+@dataclass(frozen=True, slots=True)
+class Threshold:
+    """A bound on a decaying score: `total`, `engagement` or `category:<name>`."""
+
+    score: str
+    bound: float
+
+
+@dataclass(frozen=True, slots=True)
+class VisitWindow:
+    """`min_visits` within a window: a visit stops counting `window` ms after it."""
+
+    window: int
+
+
+Timer = Idle | Threshold | VisitWindow
+
+
+@dataclass(frozen=True, slots=True)
+class StageCondition:
+    """A compiled stage condition and, if its truth can change with time alone, how."""
+
+    test: StagePredicate
+    timer: Timer | None = None
+
+    def __call__(self, facts: LeadFacts) -> bool:
+        return self.test(facts)
+
+
 STAGE_CONDITIONS = (
     "min_total",
     "max_total",
@@ -245,6 +285,8 @@ STAGE_CONDITIONS = (
     "max_fit",
     "min_engagement",
     "max_engagement",
+    "min_category",
+    "max_category",
     "has_tag",
     "lacks_tag",
     "min_requests",
@@ -260,21 +302,32 @@ COUNTED = ("requests", "forms", "answered_calls")
 
 def _stage_condition(
     key: str, spec: Any, where: Where, duration: Callable[[Any, Where], int]
-) -> StagePredicate:
+) -> StageCondition:
     kind, _, name = key.partition("_")
     if kind in ("min", "max") and name in _BOUNDS:
         bound = _number(spec, where)
+        timer = Threshold(name, bound) if name != "fit" else None
         if kind == "min":
-            return lambda f: float(getattr(f, name)) >= bound
-        return lambda f: float(getattr(f, name)) < bound
+            return StageCondition(lambda f: float(getattr(f, name)) >= bound, timer)
+        return StageCondition(lambda f: float(getattr(f, name)) < bound, timer)
+    if kind in ("min", "max") and name == "category":
+        if not isinstance(spec, dict) or len(spec) != 1:
+            raise where.error("expected {CATEGORY: bound}, e.g. {product_a: 20}")
+        ((category, value),) = spec.items()
+        bound = _number(value, where / str(category))
+        category = str(category)
+        timer = Threshold(f"category:{category}", bound)
+        if kind == "min":
+            return StageCondition(lambda f: f.categories.get(category, 0.0) >= bound, timer)
+        return StageCondition(lambda f: f.categories.get(category, 0.0) < bound, timer)
     if key in ("has_tag", "lacks_tag"):
         tags = _choices(spec, None, where)
         if key == "has_tag":
-            return lambda f: bool(tags & f.tags)
-        return lambda f: not tags & f.tags
+            return StageCondition(lambda f: bool(tags & f.tags))
+        return StageCondition(lambda f: not tags & f.tags)
     if kind == "min" and name in COUNTED:
         least = _count(spec, where)
-        return lambda f: f.counts.get(name, 0) >= least
+        return StageCondition(lambda f: f.counts.get(name, 0) >= least)
     if key == "min_visits":
         if isinstance(spec, dict):
             _only_keys(spec, {"count", "within"}, where)
@@ -284,12 +337,15 @@ def _stage_condition(
             least, window = _count(spec, where), 0
         if least > VISIT_MEMORY:
             raise where.error(f"at most {VISIT_MEMORY}: that many recent visits are kept")
-        return lambda f: sum(1 for t in f.visit_times if not window or f.now - t <= window) >= least
+        return StageCondition(
+            lambda f: sum(1 for t in f.visit_times if not window or f.now - t <= window) >= least,
+            VisitWindow(window) if window else None,
+        )
     if key in ("active_within", "inactive_for"):
         span = duration(spec, where)
         if key == "active_within":
-            return lambda f: f.now - f.last_activity <= span
-        return lambda f: f.now - f.last_activity >= span
+            return StageCondition(lambda f: f.now - f.last_activity <= span, Idle(span))
+        return StageCondition(lambda f: f.now - f.last_activity >= span, Idle(span))
     raise where.error(f"unknown condition; allowed here: {', '.join(STAGE_CONDITIONS)}")
 
 
@@ -298,7 +354,7 @@ VISIT_MEMORY = 10  # visit times kept per lead for `min_visits: {count, within}`
 
 def stage_predicates(
     spec: Any, where: Where, duration: Callable[[Any, Where], int]
-) -> tuple[StagePredicate, ...]:
+) -> tuple[StageCondition, ...]:
     """Compile a stage's `when:` (all must hold); `duration` parses `7d`-style values."""
     if not isinstance(spec, dict) or not spec:
         raise where.error(f"a mapping of conditions; allowed: {', '.join(STAGE_CONDITIONS)}")

@@ -12,13 +12,14 @@ import yaml
 from leadscore.durations import parse_duration_ms
 from leadscore.errors import ConfigError, ModelError
 from leadscore.model.conditions import (
+    Threshold,
     Where,
     attribute_predicate,
     event_predicates,
     event_types,
     stage_predicates,
 )
-from leadscore.model.types import FitRule, GradeBands, Model, Rule, Stage
+from leadscore.model.types import Category, FitRule, GradeBands, Model, Rule, Stage
 
 _MS_PER_DAY = 86_400_000
 RESERVED_RULE_NAMES = ("fit", "decay")
@@ -65,6 +66,7 @@ def parse_model(document: Any, *, source: str = "<model>") -> Model:
             "stages",
             "contact_allowed_by_default",
             "speed_to_lead",
+            "categories",
         },
     )
     version = doc.get("version")
@@ -82,8 +84,12 @@ def parse_model(document: Any, *, source: str = "<model>") -> Model:
     if half_life <= 0:
         raise (root / "engagement" / "half_life_days").error("must be greater than 0")
     rules = _rules(engagement.get("rules"), root / "engagement" / "rules")
+    categories, category_rules = _categories(
+        doc.get("categories", {}), root / "categories", half_life
+    )
+    _check_categories(rules, categories, root / "engagement" / "rules")
     fit_rules = _fit(doc.get("fit", {}), root / "fit")
-    names = [r.name for r in rules] + [r.name for r in fit_rules]
+    names = [r.name for r in (*rules, *category_rules)] + [r.name for r in fit_rules]
     duplicates = sorted({n for n in names if names.count(n) > 1})
     if duplicates:
         raise root.error(f"rule names must be unique; used twice: {', '.join(duplicates)}")
@@ -97,6 +103,8 @@ def parse_model(document: Any, *, source: str = "<model>") -> Model:
     requests, responses = _speed_to_lead(
         doc.get("speed_to_lead", SPEED_TO_LEAD), root / "speed_to_lead"
     )
+    stages = _stages(doc.get("stages"), root / "stages")
+    _check_stage_categories(stages, categories, root / "stages")
     default_contact = doc.get("contact_allowed_by_default", False)
     if not isinstance(default_contact, bool):
         raise (root / "contact_allowed_by_default").error("must be true or false")
@@ -108,23 +116,95 @@ def parse_model(document: Any, *, source: str = "<model>") -> Model:
         fit_rules=fit_rules,
         fit_grades=fit_grades,
         engagement_grades=engagement_grades,
-        stages=_stages(doc.get("stages"), root / "stages"),
+        stages=stages,
         contact_allowed_by_default=default_contact,
         requests=requests,
         responses=responses,
+        categories=categories,
+        category_rules=category_rules,
     )
 
 
-def _rules(value: Any, where: Where) -> tuple[Rule, ...]:
+def _categories(
+    value: Any, where: Where, default_half_life_days: float
+) -> tuple[tuple[Category, ...], tuple[Rule, ...]]:
+    """`categories: {NAME: {half_life_days, cap, levels, rules}}`: scores beside the
+    overall one; their `rules` count towards that category only."""
+    doc = _mapping(value, where)
+    categories: list[Category] = []
+    rules: list[Rule] = []
+    for name, spec in doc.items():
+        at = where / str(name)
+        entry = _mapping(spec if spec is not None else {}, at)
+        _only(entry, at, {"half_life_days", "cap", "levels", "rules"})
+        half_life = _number(
+            entry.get("half_life_days", default_half_life_days), at / "half_life_days"
+        )
+        if half_life <= 0:
+            raise (at / "half_life_days").error("must be greater than 0")
+        cap = None
+        if "cap" in entry:
+            cap = _number(entry["cap"], at / "cap")
+            if cap <= 0:
+                raise (at / "cap").error("must be greater than 0")
+        levels = _levels(entry.get("levels", {}), at / "levels")
+        category = _name(str(name), at)
+        if any(c.name == category for c in categories):
+            raise at.error(f"category {category!r} is declared twice")
+        categories.append(Category(category, round(half_life * _MS_PER_DAY), cap, levels))
+        if "rules" in entry:
+            rules += _rules(entry["rules"], at / "rules", category=category)
+    return tuple(categories), tuple(rules)
+
+
+def _levels(value: Any, where: Where) -> tuple[tuple[str, float], ...]:
+    """`{hot: 40, warm: 15}`: named thresholds of a category, any order in the file."""
+    doc = _mapping(value, where)
+    levels = [(_name(str(n), where / str(n)), _number(v, where / str(n))) for n, v in doc.items()]
+    bounds = [b for _, b in levels]
+    if len(set(bounds)) != len(bounds):
+        raise where.error("two levels have the same threshold")
+    return tuple(sorted(levels, key=lambda level: -level[1]))
+
+
+def _check_categories(
+    rules: tuple[Rule, ...], categories: tuple[Category, ...], where: Where
+) -> None:
+    for i, rule in enumerate(rules):
+        for category, _ in rule.counts_toward:
+            if category is not None:
+                _known_category(category, categories, where / i / "categories")
+
+
+def _check_stage_categories(
+    stages: tuple[Stage, ...], categories: tuple[Category, ...], where: Where
+) -> None:
+    for i, stage in enumerate(stages):
+        for timer in stage.timers:
+            if isinstance(timer, Threshold) and timer.score.startswith("category:"):
+                _known_category(timer.score.partition(":")[2], categories, where / i / "when")
+
+
+def _known_category(name: str, categories: tuple[Category, ...], where: Where) -> None:
+    known = sorted(c.name for c in categories)
+    if name not in known:
+        declared = ", ".join(known) or "none declared"
+        raise where.error(f"no category named {name!r}; categories: {declared}")
+
+
+def _rules(value: Any, where: Where, *, category: str | None = None) -> tuple[Rule, ...]:
+    """Engagement rules; with `category`, the own rules of that category."""
     if not isinstance(value, list) or not value:
         raise where.error("required, a non-empty list of {name, when, points}")
     rules = []
+    keys = {"name", "when", "points", "once", "decay", "tags", "cap", "repeat_within"}
     for i, item in enumerate(value):
         at = where / i
         entry = _mapping(item, at)
-        _only(
-            entry, at, {"name", "when", "points", "once", "decay", "tags", "cap", "repeat_within"}
-        )
+        _only(entry, at, keys if category else keys | {"categories"})
+        points = _number(entry.get("points"), at / "points")
+        also = _counts_toward(entry.get("categories"), points, at / "categories")
+        counts_toward = ((category, points), *also)
         repeat = (
             _duration(entry["repeat_within"], at / "repeat_within")
             if "repeat_within" in entry
@@ -137,7 +217,7 @@ def _rules(value: Any, where: Where) -> tuple[Rule, ...]:
         rules.append(
             Rule(
                 name=_name(entry.get("name"), at / "name"),
-                points=_number(entry.get("points"), at / "points"),
+                points=points,
                 conditions=event_predicates(when, at / "when"),
                 once=_flag(entry, "once", False, at),
                 decays=_flag(entry, "decay", True, at),
@@ -148,9 +228,24 @@ def _rules(value: Any, where: Where) -> tuple[Rule, ...]:
                 repeat_within_ms=repeat,
                 types=event_types(when["type"], at / "when" / "type") if "type" in when else None,
                 reads_tags=bool({"has_tag", "lacks_tag"} & set(when)),
+                counts_toward=counts_toward,
             )
         )
     return tuple(rules)
+
+
+def _counts_toward(value: Any, points: float, where: Where) -> tuple[tuple[str, float], ...]:
+    """A rule's `categories:`: a list of names (the rule's points in each) or a mapping of
+    name to points."""
+    if value is None:
+        return ()
+    if isinstance(value, list) and value and all(isinstance(v, str) and v for v in value):
+        if len(set(value)) != len(value):
+            raise where.error("a category is listed twice")
+        return tuple((name, points) for name in value)
+    if isinstance(value, dict) and value:
+        return tuple((str(n), _number(p, where / str(n))) for n, p in value.items())
+    raise where.error("a list of category names, or a mapping of category name to points")
 
 
 def _cap(value: Any, where: Where) -> tuple[float | None, int | None]:

@@ -9,7 +9,9 @@ from leadscore.model.conditions import (
     AttributePredicate,
     EventPredicate,
     LeadFacts,
-    StagePredicate,
+    StageCondition,
+    Threshold,
+    Timer,
 )
 from leadscore.scoring.events import Event, EventType
 
@@ -34,6 +36,13 @@ class Rule:
     repeat_within_ms: int | None = None  # only a repeat: it matched before, this recently
     types: frozenset[EventType] | None = None  # from `type:`; None: any type
     reads_tags: bool = False  # has a has_tag / lacks_tag condition
+    # the scores it counts towards, with its points in each: None is the overall
+    # engagement, a name a category
+    counts_toward: tuple[tuple[str | None, float], ...] = ()
+
+    def __post_init__(self) -> None:
+        if not self.counts_toward:
+            object.__setattr__(self, "counts_toward", ((None, self.points),))
 
     def matches(self, event: Event, tags: frozenset[str]) -> bool:
         return all(condition(event, tags) for condition in self.conditions)
@@ -68,9 +77,41 @@ class Stage:
     """
 
     name: str
-    conditions: tuple[StagePredicate, ...] = field(default=(), repr=False)
+    conditions: tuple[StageCondition, ...] = field(default=(), repr=False)
     keep: bool = False
     when: str = ""
+
+    @property
+    def timers(self) -> tuple[Timer, ...]:
+        """How the conditions that time alone can flip do so."""
+        return tuple(c.timer for c in self.conditions if c.timer is not None)
+
+    def holds_without_time(self, facts: LeadFacts) -> bool:
+        """The conditions that time cannot change hold (a stage that fails one of them
+        cannot be reached by waiting)."""
+        return all(c(facts) for c in self.conditions if c.timer is None)
+
+
+@dataclass(frozen=True, slots=True)
+class Category:
+    """A score of its own beside the overall one (interest in one product line): its own
+    rules, decay, cap and optional levels (named thresholds, highest first)."""
+
+    name: str
+    half_life_ms: int
+    cap: float | None = None
+    levels: tuple[tuple[str, float], ...] = ()
+
+    def level(self, value: float) -> str | None:
+        """The highest level `value` reaches, if any."""
+        for name, lowest in self.levels:
+            if value >= lowest:
+                return name
+        return None
+
+    @property
+    def timers(self) -> tuple[Threshold, ...]:
+        return tuple(Threshold(f"category:{self.name}", bound) for _, bound in self.levels)
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,21 +144,28 @@ class Model:
     contact_allowed_by_default: bool = False
     requests: tuple[tuple[EventPredicate, ...], ...] = ()
     responses: tuple[tuple[EventPredicate, ...], ...] = ()
+    categories: tuple[Category, ...] = ()
+    category_rules: tuple[Rule, ...] = ()  # rules that count towards categories only
     _decaying: frozenset[str] = field(default=frozenset(), repr=False, compare=False)
     _by_type: Mapping[EventType, tuple[Rule, ...]] = field(
         default_factory=dict, repr=False, compare=False
     )
+    _categories: Mapping[str, Category] = field(default_factory=dict, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "_decaying", frozenset(r.name for r in self.rules if r.decays))
-        by_type = {
-            t: tuple(r for r in self.rules if r.types is None or t in r.types) for t in EventType
-        }
+        every = self.rules + self.category_rules
+        object.__setattr__(self, "_decaying", frozenset(r.name for r in every if r.decays))
+        by_type = {t: tuple(r for r in every if r.types is None or t in r.types) for t in EventType}
         object.__setattr__(self, "_by_type", by_type)
+        object.__setattr__(self, "_categories", {c.name: c for c in self.categories})
 
     def rules_for(self, event: Event) -> tuple[Rule, ...]:
-        """The rules that can match an event of this type, in model order."""
+        """The rules that can match an event of this type, in model order (engagement
+        rules, then category rules)."""
         return self._by_type[event.type]
+
+    def category(self, name: str) -> Category:
+        return self._categories[name]
 
     def decays(self, rule: str) -> bool:
         return rule in self._decaying

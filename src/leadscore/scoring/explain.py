@@ -6,8 +6,8 @@ import time
 
 from leadscore.model import Model
 from leadscore.scoring.events import ProfileKey
-from leadscore.scoring.score import lead_facts
 from leadscore.scoring.state import LeadState
+from leadscore.scoring.timeline import lead_facts
 
 
 def explain(profile: ProfileKey, state: LeadState, model: Model) -> list[str]:

@@ -20,9 +20,35 @@ def output_id(profile: ProfileKey, cause_event_id: str, kind: OutputKind, index:
 
 
 @dataclass(frozen=True, slots=True)
+class Cause:
+    """What made outputs: an input event, or a time-driven change (`trigger` says which:
+    `inactivity` or `decay`) due at `occurred_at`, whose id is derived from that time."""
+
+    event_id: str
+    occurred_at: int
+    trigger: str | None = None
+
+    @staticmethod
+    def due(at: int, trigger: str) -> Cause:
+        return Cause(f"time:{at}", at, trigger)
+
+
+@dataclass(frozen=True, slots=True)
 class Reason:
     rule: str
     points: float
+
+
+@dataclass(frozen=True, slots=True)
+class CategoryChange:
+    """A category's score in a ScoreChanged: its value, the change since the last output,
+    its level (if the category has levels) and why it moved."""
+
+    name: str
+    value: float
+    delta: float
+    level: str | None
+    reasons: tuple[Reason, ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,6 +70,7 @@ class ScoreChanged:
     contact_allowed: bool
     speed_to_lead_ms: int | None = None
     tags: tuple[str, ...] = ()
+    categories: tuple[CategoryChange, ...] = ()
 
     kind: OutputKind = "score_changed"
 
@@ -63,6 +90,7 @@ class StageTransitioned:
     engagement: float
     total: float
     time_in_previous_stage_ms: int | None
+    inactive_for_ms: int | None = None
 
     kind: OutputKind = "stage_transitioned"
 

@@ -6,19 +6,30 @@ Pure: no I/O, no clock. The same state, events and model always give the same re
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from typing import Protocol
 
-from leadscore.model import Fit, Model, Rule
-from leadscore.model.conditions import VISIT_MEMORY, LeadFacts
+from leadscore.model import Model, Rule
+from leadscore.model.conditions import VISIT_MEMORY
 from leadscore.scoring.engagement import decay_factor
 from leadscore.scoring.events import Event, EventType, ProfileKey
-from leadscore.scoring.outputs import Output, Reason, ScoreChanged, StageTransitioned, output_id
-from leadscore.scoring.state import Change, LeadState, event_digest
+from leadscore.scoring.outputs import (
+    CategoryChange,
+    Cause,
+    Output,
+    Reason,
+    ScoreChanged,
+    StageTransitioned,
+    output_id,
+)
+from leadscore.scoring.state import CategoryScore, Change, LeadState, event_digest
+from leadscore.scoring.timeline import lead_facts, next_change
 
 DEFAULT_EVENT_MEMORY = 100
 HISTORY = 8  # published changes kept per lead, for `leadscore inspect`
 REPEAT_MEMORY = 5  # match times kept per `repeat_within` rule
+MAX_CHANGES = 100  # time-driven changes applied at once, at most (a guard, never reached)
 
 
 @dataclass(slots=True)
@@ -29,6 +40,9 @@ class Scored:
     outputs: list[Output] = field(default_factory=list)
     duplicates: int = 0
     speed_to_lead_ms: int | None = None  # set when first measured by these events
+    # for each output, the id of the input event being folded when it was emitted (a
+    # time-driven change that came due before that event's time, or the event itself)
+    emitted_by: list[str] = field(default_factory=list)
 
 
 def score(
@@ -43,7 +57,9 @@ def score(
 
     An event whose id is among the profile's last `memory` event ids is a redelivery and
     changes nothing. Every other event is applied once and may emit a StageTransitioned
-    and/or a ScoreChanged, each with an id derived from the event's id.
+    and/or a ScoreChanged, each with an id derived from the event's id. Before an event,
+    the time-driven changes that came due before its time are applied (see `advance`), so
+    the outputs do not depend on when the worker sweeps.
     """
     new = _copy(state) if state is not None else LeadState()
     result = Scored(new)
@@ -52,15 +68,83 @@ def score(
         if digest in new.recent:
             result.duplicates += 1
             continue
+        if new.events and event.occurred_at > new.as_of:
+            _advance(profile, new, model, event.occurred_at - 1, result, event.event_id)
         _apply(new, event, model)
         new.recent.append(digest)
         if len(new.recent) > memory:
             del new.recent[: len(new.recent) - memory]
         known = new.published_speed
-        result.outputs.extend(_outputs(profile, new, event, model))
+        outputs = _outputs(profile, new, Cause(event.event_id, event.occurred_at), model)
+        result.outputs += outputs
+        result.emitted_by += [event.event_id] * len(outputs)
         if known is None and new.published_speed is not None:
             result.speed_to_lead_ms = new.published_speed
     return result
+
+
+def advance(profile: ProfileKey, state: LeadState, model: Model, until: int) -> Scored:
+    """Apply to a copy of `state` every time-driven change due at or before `until`: the
+    lead's clock moves to each due time, and the stage transition, category levels and
+    score it brings are published with ids derived from the lead and that time (a sweep
+    that is repeated after a crash emits the same ids)."""
+    result = Scored(_copy(state))
+    _advance(profile, result.state, model, until, result, "")
+    return result
+
+
+def _advance(
+    profile: ProfileKey, state: LeadState, model: Model, until: int, result: Scored, by: str
+) -> None:
+    for _ in range(MAX_CHANGES):
+        due = next_change(state, model)
+        if due is None or due.at > until:
+            return
+        _move_clock(state, model, due.at)
+        outputs = _outputs(profile, state, Cause.due(due.at, due.cause), model)
+        result.outputs += outputs
+        result.emitted_by += [by] * len(outputs)
+
+
+def _move_clock(state: LeadState, model: Model, t: int) -> None:
+    """Decay every score from the lead's clock to a later time `t` and move the clock."""
+    if t <= state.as_of:
+        return
+    _decay(state, decay_factor(t - state.as_of, model.half_life_ms), model)
+    for name, category in state.categories.items():
+        half_life = model.category(name).half_life_ms
+        _decay(category, decay_factor(t - state.as_of, half_life), model)
+    state.as_of = t
+
+
+class _Book(Protocol):
+    """A score kept in event time: the overall engagement, or a category's."""
+
+    engagement: float
+    fixed: float
+    pending: dict[str, float]
+    contributions: dict[str, tuple[float, float]]
+
+
+def _decay(book: _Book, factor: float, model: Model) -> None:
+    book.engagement *= factor
+    for name in book.pending:
+        if model.decays(name):
+            book.pending[name] *= factor
+    for name, (earned_total, worth) in book.contributions.items():
+        if model.decays(name):
+            book.contributions[name] = (earned_total, worth * factor)
+
+
+def _book(state: LeadState, model: Model, name: str | None) -> tuple[_Book, int, float | None]:
+    """The score a rule's points go to, its half-life and its cap."""
+    if name is None:
+        return state, model.half_life_ms, model.engagement_cap
+    category = model.category(name)
+    book = state.categories.get(name)
+    if book is None:
+        book = state.categories[name] = CategoryScore()
+    return book, category.half_life_ms, category.cap
 
 
 def _apply(state: LeadState, event: Event, model: Model) -> None:
@@ -68,20 +152,9 @@ def _apply(state: LeadState, event: Event, model: Model) -> None:
     every engagement rule it matches, with decay in event time."""
     t = event.occurred_at
     if state.events == 0:
-        state.as_of = t
-        state.first_seen = t
-    if t > state.as_of:
-        factor = decay_factor(t - state.as_of, model.half_life_ms)
-        state.engagement *= factor
-        for name in state.pending:
-            if model.decays(name):
-                state.pending[name] *= factor
-        for name, (earned_total, worth) in state.contributions.items():
-            if model.decays(name):
-                state.contributions[name] = (earned_total, worth * factor)
-        state.as_of = t
-    # a late event's points are decayed to the lead's clock instead of decaying the score
-    lateness = decay_factor(state.as_of - t, model.half_life_ms)
+        state.as_of = state.first_seen = state.last_activity = t
+    _move_clock(state, model, t)
+    state.last_activity = max(state.last_activity, t)
     state.first_seen = min(state.first_seen, t)
     state.events += 1
     for name, value in (*event.traits.items(), *event.fields.items()):
@@ -115,20 +188,29 @@ def _apply(state: LeadState, event: Event, model: Model) -> None:
                 continue
             state.fired[rule.name] = t
         state.tags.update(rule.tags)
-        points, worth = rule.points, lateness
+        # a late event's points are decayed to the lead's clock instead of decaying the score
+        share, credited_at = 1.0, t
         if rule.cap_points is not None:
-            points, credited_at = _within_cap(state, rule, t)
-            worth = decay_factor(state.as_of - credited_at, model.half_life_ms)
-        earned = _within_total_cap(state, model, points * worth if rule.decays else points)
-        if rule.decays:
-            state.engagement += earned
-        else:
-            state.fixed += earned
-        if earned:
-            state.pending[rule.name] = state.pending.get(rule.name, 0.0) + earned
-            at_event_time = earned / worth if rule.decays else earned
-            before = state.contributions.get(rule.name, (0.0, 0.0))
-            state.contributions[rule.name] = (before[0] + at_event_time, before[1] + earned)
+            allowed, credited_at = _within_cap(state, rule, t)
+            share = allowed / rule.points if rule.points else 0.0
+        for category, points in rule.counts_toward:
+            book, half_life, cap = _book(state, model, category)
+            worth = decay_factor(state.as_of - credited_at, half_life)
+            _earn(book, rule, points * share, worth, cap)
+
+
+def _earn(book: _Book, rule: Rule, points: float, worth: float, cap: float | None) -> None:
+    """Credit a rule's points, worth `worth` of them at the lead's clock, to a score."""
+    earned = _within_total_cap(book, cap, points * worth if rule.decays else points)
+    if rule.decays:
+        book.engagement += earned
+    else:
+        book.fixed += earned
+    if earned:
+        book.pending[rule.name] = book.pending.get(rule.name, 0.0) + earned
+        at_event_time = earned / worth if rule.decays else earned
+        before = book.contributions.get(rule.name, (0.0, 0.0))
+        book.contributions[rule.name] = (before[0] + at_event_time, before[1] + earned)
 
 
 def _repeats(state: LeadState, rule: Rule, t: int) -> bool:
@@ -149,22 +231,20 @@ def _move_once(state: LeadState, model: Model, rule: Rule, t: int) -> None:
     if t >= counted_at:
         return
     state.fired[rule.name] = t
-    if not rule.decays or rule.name not in state.contributions:
+    if not rule.decays:
         return
-    half_life = model.half_life_ms
-    before = state.contributions[rule.name]
-    share = rule.points and before[0] / rule.points  # the fraction that was not capped
-    gain = (
-        share
-        * rule.points
-        * (
+    for name, _ in rule.counts_toward:
+        book, half_life, _cap = _book(state, model, name)
+        if rule.name not in book.contributions:
+            continue
+        before = book.contributions[rule.name]  # what it earned, as of its event time
+        gain = before[0] * (
             decay_factor(state.as_of - t, half_life)
             - decay_factor(state.as_of - counted_at, half_life)
         )
-    )
-    state.engagement += gain
-    state.pending[rule.name] = state.pending.get(rule.name, 0.0) + gain
-    state.contributions[rule.name] = (before[0], before[1] + gain)
+        book.engagement += gain
+        book.pending[rule.name] = book.pending.get(rule.name, 0.0) + gain
+        book.contributions[rule.name] = (before[0], before[1] + gain)
 
 
 def _within_cap(state: LeadState, rule: Rule, t: int) -> tuple[float, int]:
@@ -178,7 +258,7 @@ def _within_cap(state: LeadState, rule: Rule, t: int) -> tuple[float, int]:
     assert rule.cap_points is not None
     assert rule.cap_window_ms is not None
     window = t // rule.cap_window_ms
-    current = state.as_of // rule.cap_window_ms
+    current = state.last_activity // rule.cap_window_ms
     used = state.caps.setdefault(rule.name, {})
     for old in [w for w in used if w < current - 1]:
         del used[old]
@@ -190,46 +270,47 @@ def _within_cap(state: LeadState, rule: Rule, t: int) -> tuple[float, int]:
     return math.copysign(allowed, rule.points), window * rule.cap_window_ms
 
 
-def _within_total_cap(state: LeadState, model: Model, earned: float) -> float:
-    """Positive points only up to the model's cap on the engagement total."""
-    if model.engagement_cap is None or earned <= 0:
+def _within_total_cap(book: _Book, cap: float | None, earned: float) -> float:
+    """Positive points only up to the cap on the score's total."""
+    if cap is None or earned <= 0:
         return earned
-    return max(0.0, min(earned, model.engagement_cap - (state.engagement + state.fixed)))
+    return max(0.0, min(earned, cap - (book.engagement + book.fixed)))
 
 
-def _outputs(profile: ProfileKey, state: LeadState, event: Event, model: Model) -> list[Output]:
+def _outputs(profile: ProfileKey, state: LeadState, cause: Cause, model: Model) -> list[Output]:
     """Compare the state with what was last published and emit what changed."""
     facts, _ = lead_facts(state, model)
     fit, engagement, total, tags = facts.fit, facts.engagement, facts.total, facts.tags
     grade = model.grade(fit, engagement)
-    contact = state.consent[0] if state.consent else model.contact_allowed_by_default
     stage = model.stage(facts, state.kept)
     if stage.keep and model.stage_index(stage.name) > model.stage_index(state.kept):
         state.kept = stage.name
     sorted_tags = tuple(sorted(tags))
     speed = state.speed_to_lead_ms
     contact = state.consent[0] if state.consent else model.contact_allowed_by_default
+    categories = _category_changes(state, model, facts.categories)
     outputs: list[Output] = []
 
     if stage.name != state.stage:
         previous = state.stage
         outputs.append(
             StageTransitioned(
-                event_id=output_id(profile, event.event_id, "stage_transitioned", len(outputs)),
+                event_id=output_id(profile, cause.event_id, "stage_transitioned", len(outputs)),
                 profile=profile,
-                occurred_at=event.occurred_at,
+                occurred_at=cause.occurred_at,
                 as_of=state.as_of,
                 model_version=model.version,
-                cause_event_id=event.event_id,
+                cause_event_id=cause.event_id,
                 from_stage=previous,
                 to_stage=stage.name,
-                reason=_transition_reason(model, previous, stage.name),
+                reason=cause.trigger or _transition_reason(model, previous, stage.name),
                 fit=fit,
                 engagement=engagement,
                 total=total,
                 time_in_previous_stage_ms=(
                     state.as_of - state.stage_since if state.stage_since is not None else None
                 ),
+                inactive_for_ms=state.as_of - state.last_activity if cause.trigger else None,
             )
         )
         state.stage = stage.name
@@ -242,15 +323,16 @@ def _outputs(profile: ProfileKey, state: LeadState, event: Event, model: Model) 
         or contact != state.published_contact
         or sorted_tags != state.published_tags
         or speed != state.published_speed
+        or any(_moved(state.categories[c.name], c) for c in categories)
     ):
         outputs.append(
             ScoreChanged(
-                event_id=output_id(profile, event.event_id, "score_changed", len(outputs)),
+                event_id=output_id(profile, cause.event_id, "score_changed", len(outputs)),
                 profile=profile,
-                occurred_at=event.occurred_at,
+                occurred_at=cause.occurred_at,
                 as_of=state.as_of,
                 model_version=model.version,
-                cause_event_id=event.event_id,
+                cause_event_id=cause.event_id,
                 fit=fit,
                 engagement=engagement,
                 total=total,
@@ -262,6 +344,7 @@ def _outputs(profile: ProfileKey, state: LeadState, event: Event, model: Model) 
                 contact_allowed=contact,
                 speed_to_lead_ms=speed,
                 tags=sorted_tags,
+                categories=categories,
             )
         )
         state.published_total = total
@@ -271,12 +354,17 @@ def _outputs(profile: ProfileKey, state: LeadState, event: Event, model: Model) 
         state.published_tags = sorted_tags
         state.published_speed = speed
         state.pending.clear()
+        for moved in categories:
+            published = state.categories[moved.name]
+            published.published = moved.value
+            published.published_level = moved.level
+            published.pending.clear()
         change = outputs[-1]
         assert isinstance(change, ScoreChanged)
         state.history.append(
             Change(
                 state.as_of,
-                event.event_id,
+                cause.event_id,
                 total,
                 change.delta,
                 stage.name,
@@ -285,6 +373,34 @@ def _outputs(profile: ProfileKey, state: LeadState, event: Event, model: Model) 
         )
         del state.history[:-HISTORY]
     return outputs
+
+
+def _category_changes(
+    state: LeadState, model: Model, values: Mapping[str, float]
+) -> tuple[CategoryChange, ...]:
+    """Every category the lead has a score in, with its change since the last output."""
+    changes = []
+    for name, score in sorted(state.categories.items()):
+        value = values[name]
+        earned = sum(score.pending.values())
+        reasons = [Reason(rule, points) for rule, points in sorted(score.pending.items())]
+        reasons.append(Reason("decay", value - earned - score.published))
+        changes.append(
+            CategoryChange(
+                name,
+                value,
+                value - score.published,
+                model.category(name).level(value),
+                tuple(r for r in reasons if abs(r.points) > 1e-9),
+            )
+        )
+    return tuple(changes)
+
+
+def _moved(score: CategoryScore, change: CategoryChange) -> bool:
+    return round(change.value, 1) != round(score.published, 1) or (
+        change.level != score.published_level
+    )
 
 
 def _reasons(state: LeadState, fit: float, engagement: float) -> tuple[Reason, ...]:
@@ -310,23 +426,6 @@ def _transition_reason(model: Model, previous: str | None, current: str) -> str:
     return "progressed" if after > before else "regressed"
 
 
-def lead_facts(state: LeadState, model: Model) -> tuple[LeadFacts, Fit]:
-    """What stage conditions test, at the lead's own clock (`as_of`)."""
-    fit = model.fit(state.attribute_values())
-    engagement = state.engagement + state.fixed
-    facts = LeadFacts(
-        total=fit.points + engagement,
-        fit=fit.points,
-        engagement=engagement,
-        tags=frozenset(state.tags | fit.tags),
-        counts=state.counts,
-        visit_times=tuple(state.visits),
-        last_activity=state.as_of,
-        now=state.as_of,
-    )
-    return facts, fit
-
-
 def _count(state: LeadState, model: Model, event: Event) -> None:
     """The counts and recent visit times that stage conditions test."""
     counted = []
@@ -346,6 +445,8 @@ def _count(state: LeadState, model: Model, event: Event) -> None:
 
 def _copy(state: LeadState) -> LeadState:
     return LeadState(
+        last_activity=state.last_activity,
+        categories={name: score.copy() for name, score in state.categories.items()},
         engagement=state.engagement,
         fixed=state.fixed,
         tags=set(state.tags),

@@ -29,29 +29,55 @@ class Change:
 
 
 @dataclass(slots=True)
+class CategoryScore:
+    """One category's score, kept like the overall engagement: the decaying part at the
+    lead's clock, the part exempt from decay, per rule what it earned and is worth now,
+    the points earned since the last output, and what that output said."""
+
+    engagement: float = 0.0
+    fixed: float = 0.0
+    contributions: dict[str, tuple[float, float]] = field(default_factory=dict)
+    pending: dict[str, float] = field(default_factory=dict)
+    published: float = 0.0
+    published_level: str | None = None
+
+    def copy(self) -> CategoryScore:
+        return CategoryScore(
+            self.engagement,
+            self.fixed,
+            dict(self.contributions),
+            dict(self.pending),
+            self.published,
+            self.published_level,
+        )
+
+
+@dataclass(slots=True)
 class LeadState:
     """Everything the worker remembers about one profile.
 
-    `engagement` is the decaying engagement score at `as_of` (the newest event time folded
-    in) and `fixed` the points of rules exempt from decay; `tags` are those set by
-    engagement rules (sticky; fit tags are derived from the attributes) and `fired` the
-    once-per-lead rules that already counted, with the time of the event that did. `caps`
-    holds, per capped rule, the points it earned in its current and previous window of
-    event time; `matched` the last times a `repeat_within` rule matched. `counts` counts
-    requests, forms and answered calls, `visits` holds the last visit times, and `kept` is
-    the furthest `keep` stage reached. `contributions`
-    maps each
-    rule to (points earned, what they are worth at `as_of`): the engagement is the sum of
-    the second column. `history` keeps the last published changes, newest last.
+    `as_of` is the lead's clock: the newest event time folded in, or the time of a
+    time-driven change after it; `last_activity` is the newest event time. `engagement` is
+    the decaying engagement score at `as_of` and `fixed` the points of rules exempt from
+    decay; `tags` are those set by engagement rules (sticky; fit tags are derived from
+    the attributes) and `fired` the once-per-lead rules that already counted, with the
+    time of the event that did. `caps` holds, per capped rule, the points it earned in its
+    current and previous window of event time; `matched` the last times a `repeat_within`
+    rule matched. `counts` counts requests, forms and answered calls, `visits` holds the
+    last visit times, and `kept` is the furthest `keep` stage reached. `contributions` maps
+    each rule to (points earned, what they are worth at `as_of`): the engagement is the sum
+    of the second column. `history` keeps the last published changes, newest last.
     `attributes` maps a profile attribute to (value, event time it was set), so that the
     latest value wins by event time, not by arrival order. The `published_*` fields are
     what the last output said, so the next output can report a delta and its reasons;
     `pending` holds rule points earned since then, decayed to `as_of` like `engagement`.
+    `categories` holds the scores of the model's categories the lead earned points in.
     """
 
     engagement: float = 0.0
     fixed: float = 0.0
     as_of: int = 0
+    last_activity: int = 0
     first_seen: int = 0
     events: int = 0
     attributes: dict[str, tuple[str, int]] = field(default_factory=dict)
@@ -77,6 +103,7 @@ class LeadState:
     first_response_at: int | None = None
     published_tags: tuple[str, ...] = ()
     published_speed: int | None = None
+    categories: dict[str, CategoryScore] = field(default_factory=dict)
 
     @property
     def speed_to_lead_ms(self) -> int | None:

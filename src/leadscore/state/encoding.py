@@ -8,7 +8,7 @@ import struct
 from collections.abc import Sequence
 from typing import Any, NamedTuple
 
-from leadscore.scoring.state import Change, LeadState
+from leadscore.scoring.state import CategoryScore, Change, LeadState
 
 
 def encode_state(state: LeadState) -> bytes:
@@ -61,6 +61,20 @@ def encode_state(state: LeadState) -> bytes:
         doc["pt2"] = state.published_tags
     if state.published_speed is not None:
         doc["ps"] = state.published_speed
+    if state.last_activity != state.as_of:
+        doc["la"] = state.last_activity
+    if state.categories:
+        doc["cat"] = {
+            name: [
+                c.engagement,
+                c.fixed,
+                c.published,
+                c.published_level,
+                c.pending,
+                c.contributions,
+            ]
+            for name, c in state.categories.items()
+        }
     return json.dumps(doc, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
 
 
@@ -99,6 +113,13 @@ def decode_state(raw: bytes) -> LeadState:
         first_response_at=doc.get("rs"),
         published_tags=tuple(doc.get("pt2", ())),
         published_speed=doc.get("ps"),
+        last_activity=doc.get("la", doc["t"]),
+        categories={
+            name: CategoryScore(
+                c[0], c[1], {r: (v[0], v[1]) for r, v in c[5].items()}, c[4], c[2], c[3]
+            )
+            for name, c in doc.get("cat", {}).items()
+        },
     )
 
 

@@ -1,0 +1,128 @@
+"""A lead seen at a point of time, and when, with no new event, it would next change (pure).
+
+Decay and inactivity change what a lead's stage conditions and category levels see even
+when nothing arrives. Every such condition flips at a time that follows from the state: an
+idle span after the last activity, a visit leaving its window, a decaying score crossing a
+bound. Between those times nothing can change, so the next change is the first of them at
+which the lead's stage or a category level differs from now.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from leadscore.model import Fit, Model
+from leadscore.model.conditions import Idle, LeadFacts, Threshold, Timer, VisitWindow
+from leadscore.scoring.engagement import decay_factor
+from leadscore.scoring.state import LeadState
+
+INACTIVITY = "inactivity"
+DECAY = "decay"
+
+
+@dataclass(frozen=True, slots=True)
+class Due:
+    """The time of a lead's next time-driven change, and what causes it."""
+
+    at: int
+    cause: str  # INACTIVITY or DECAY
+
+
+def lead_facts(state: LeadState, model: Model, at: int | None = None) -> tuple[LeadFacts, Fit]:
+    """What stage conditions test, at time `at` (default: the lead's clock, `as_of`), with
+    no event after the state's."""
+    t = state.as_of if at is None else at
+    fit = model.fit(state.attribute_values())
+    engagement = state.engagement * decay_factor(t - state.as_of, model.half_life_ms)
+    engagement += state.fixed
+    categories = {
+        name: score.engagement * decay_factor(t - state.as_of, model.category(name).half_life_ms)
+        + score.fixed
+        for name, score in state.categories.items()
+    }
+    facts = LeadFacts(
+        total=fit.points + engagement,
+        fit=fit.points,
+        engagement=engagement,
+        tags=frozenset(state.tags | fit.tags),
+        counts=state.counts,
+        visit_times=tuple(state.visits),
+        last_activity=state.last_activity,
+        now=t,
+        categories=categories,
+    )
+    return facts, fit
+
+
+def situation(state: LeadState, model: Model, at: int | None = None) -> tuple[object, ...]:
+    """What a time-driven change changes: the stage and every category's level."""
+    facts, _ = lead_facts(state, model, at)
+    levels = tuple(c.level(facts.categories.get(c.name, 0.0)) for c in model.categories)
+    return (model.stage(facts, state.kept).name, *levels)
+
+
+def next_change(state: LeadState, model: Model) -> Due | None:
+    """The first time after `as_of` at which, with no new event, the lead's stage or a
+    category level would change; None if waiting changes neither."""
+    if state.events == 0:
+        return None
+    facts, fit = lead_facts(state, model)
+    timers: list[Timer] = []
+    first = max(model.stage_index(state.kept), 0)
+    for stage in model.stages[first + 1 :]:
+        # a stage that fails a condition time cannot change is out of reach by waiting
+        if stage.timers and stage.holds_without_time(facts):
+            timers += stage.timers
+    for category in model.categories:
+        if category.name in state.categories:
+            timers += category.timers
+    candidates = sorted({c for timer in timers for c in _flips(timer, state, model, fit)})
+    candidates = [c for c in candidates if c[0] > state.as_of]
+    if not candidates:
+        return None
+    now = situation(state, model)
+    for at, cause in candidates:
+        if situation(state, model, at) != now:
+            return Due(at, cause)
+    return None
+
+
+def _flips(timer: Timer, state: LeadState, model: Model, fit: Fit) -> list[tuple[int, str]]:
+    """The times at which `timer`'s condition may turn (the first moment it has turned)."""
+    if isinstance(timer, Idle):
+        return [
+            (state.last_activity + timer.span, INACTIVITY),
+            (state.last_activity + timer.span + 1, INACTIVITY),
+        ]
+    if isinstance(timer, VisitWindow):
+        return [(t + timer.window + 1, INACTIVITY) for t in state.visits]
+    assert isinstance(timer, Threshold)
+    if timer.score.startswith("category:"):
+        name = timer.score.partition(":")[2]
+        score = state.categories.get(name)
+        if score is None:
+            return []
+        decaying, rest = score.engagement, score.fixed
+        half_life = model.category(name).half_life_ms
+    else:
+        decaying, rest = state.engagement, state.fixed
+        if timer.score == "total":
+            rest += fit.points
+        half_life = model.half_life_ms
+    crossing = _crossing(decaying, timer.bound - rest, half_life)
+    if crossing is None:
+        return []
+    # float rounding may put the exact crossing a millisecond either way
+    return [(state.as_of + crossing, DECAY), (state.as_of + crossing + 1, DECAY)]
+
+
+def _crossing(decaying: float, target: float, half_life_ms: int) -> int | None:
+    """Milliseconds until `decaying * 2^(-t/half_life)` reaches `target`, if it ever does:
+    a decaying score moves towards 0, so only a target between it and 0 is crossed."""
+    if decaying == 0 or target == 0 or (target > 0) != (decaying > 0):
+        return None
+    ratio = decaying / target
+    if ratio < 1:
+        return None
+    return math.ceil(half_life_ms * math.log2(ratio))

@@ -13,7 +13,7 @@ from typing import Any, TypeVar
 import click
 
 from leadscore import __version__
-from leadscore.durations import parse_duration_ms
+from leadscore.durations import parse_duration_ms, parse_time_ms
 from leadscore.errors import ConfigError, LeadscoreError
 from leadscore.model import Model, load_model
 from leadscore.settings import (
@@ -240,6 +240,27 @@ def main() -> None:
     help="On SIGTERM, how long to wait for the batch in hand to be published.",
 )
 @option(
+    "--sweep-interval",
+    default="1s",
+    show_default=True,
+    help="How often to look for time-driven changes that came due (a quiet lead "
+    "regressing, a score decaying below a threshold).",
+)
+@option(
+    "--clock-speed",
+    type=click.FloatRange(min=0),
+    default=1.0,
+    show_default=True,
+    help="For demos and tests: let time run this many times faster than real time "
+    "(from --clock-start), so that changes due in days happen in seconds; 0 stops it. "
+    "Event timestamps are checked against the same clock.",
+)
+@option(
+    "--clock-start",
+    help="With --clock-speed: the time the clock starts at (ISO 8601 or epoch "
+    "milliseconds). Default: now.",
+)
+@option(
     "--log-level",
     type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"]),
     default="INFO",
@@ -290,6 +311,9 @@ def _worker_settings(o: dict[str, Any]) -> tuple[Settings, Any]:
                 event_memory=o["event_memory"],
                 emit_anonymous=o["emit_anonymous"],
                 shutdown_timeout_s=parse_duration_ms(o["shutdown_timeout"]) / 1000,
+                sweep_interval_s=parse_duration_ms(o["sweep_interval"]) / 1000,
+                clock_speed=o["clock_speed"],
+                clock_start_ms=parse_time_ms(o["clock_start"]) if o["clock_start"] else None,
             ),
         )
         model = load_model(settings.model.path)

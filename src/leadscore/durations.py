@@ -1,8 +1,10 @@
-"""Durations as people write them in flags and model files: `500ms`, `30s`, `5m`, `2h`, `7d`."""
+"""Durations as people write them in flags and model files (`500ms`, `30s`, `5m`, `2h`, `7d`),
+and points in time."""
 
 from __future__ import annotations
 
 import re
+from datetime import UTC, datetime
 
 from leadscore.errors import ConfigError
 
@@ -16,3 +18,20 @@ def parse_duration_ms(text: str) -> int:
     if not match:
         raise ConfigError(f"{text!r} is not a duration; examples: 500ms, 30s, 5m, 2h, 180d")
     return round(float(match.group(1)) * _UNIT_MS[match.group(2) or "s"])
+
+
+def parse_time_ms(text: str) -> int:
+    """A point in time: epoch milliseconds, or ISO 8601 (`2026-01-31T09:00:00Z`; UTC
+    unless an offset is given)."""
+    text = str(text).strip()
+    if text.isdigit():
+        return int(text)
+    try:
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise ConfigError(
+            f"{text!r} is not a time; examples: 2026-01-31T09:00:00Z, 1769850000000"
+        ) from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return round(moment.timestamp() * 1000)

@@ -54,6 +54,17 @@ class Metrics:
             "Profile writes refused because another writer changed the profile first.",
             registry=r,
         )
+        self.time_driven_changes = Counter(
+            "leadscore_time_driven_changes",
+            "Profiles changed by a sweep: a stage or category level that inactivity or decay "
+            "moved with no new event.",
+            registry=r,
+        )
+        self.sweep_overdue = Gauge(
+            "leadscore_sweep_overdue_seconds",
+            "How late the earliest change found due by the last sweep was.",
+            registry=r,
+        )
         self.batch_duration = Histogram(
             "leadscore_batch_duration_seconds",
             "Time from consuming a batch to committing its offsets.",

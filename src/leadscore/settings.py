@@ -187,6 +187,10 @@ class WorkerSettings:
     event_memory: int = 100
     emit_anonymous: bool = False
     shutdown_timeout_s: float = 30.0
+    sweep_interval_s: float = 1.0
+    sweep_batch: int = 1000
+    clock_speed: float = 1.0
+    clock_start_ms: int | None = None
 
 
 @dataclass(frozen=True, slots=True)

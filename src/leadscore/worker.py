@@ -4,8 +4,11 @@
     decode   Avro -> typed event; undecodable or invalid -> dead-letter topic
     resolve  group the events by profile (the lead, or the anonymous profile)
     score    pure: previous state + events + model -> new state + outputs
-    persist  one conditional write per changed profile: state, offset watermarks, outputs
+    persist  one conditional write per changed profile: state, offset watermarks, outputs,
+             and the time of its next time-driven change in its partition's schedule
     publish  outputs and dead letters, then commit the input offsets
+    sweep    about every second: the profiles of owned partitions whose time-driven change
+             came due (inactivity, decay) are re-evaluated, persisted, published
 
 Why this order gives exactly-once state and at-least-once (or exactly-once) output:
 - A profile's new state, the highest offset of each (topic, partition) folded into it and
@@ -23,6 +26,13 @@ Why this order gives exactly-once state and at-least-once (or exactly-once) outp
   Kafka transaction (`read_committed` consumers see each output once).
 - Outages (Redis or Kafka unreachable) hold the batch where it is and retry with back-off,
   keeping the consumer in its group; nothing is skipped.
+- A time-driven change has no input offset to replay, so its outputs are kept with the
+  profile (`pending`) and its schedule entry stays due until they are acknowledged: a crash
+  in between sweeps the profile again, which republishes them (same ids, derived from the
+  profile and the due time) and changes the state no further. The next event write of the
+  profile takes them over with its own outputs. In exactly-once mode a crash after the
+  transaction commits but before they are forgotten re-sends them in a new transaction:
+  consumers deduplicate by id.
 """
 
 from __future__ import annotations
@@ -38,6 +48,7 @@ from typing import NamedTuple, TypeVar
 
 import redis
 
+from leadscore.clock import Clock
 from leadscore.codec import InputDecoder, OutputEncoder
 from leadscore.errors import (
     DeliveryFailed,
@@ -54,10 +65,12 @@ from leadscore.kafka.publisher import AtLeastOnce, ExactlyOnce, Publisher
 from leadscore.metrics import Metrics, MetricsServer
 from leadscore.model import Model
 from leadscore.scoring.events import Event, ProfileKey
-from leadscore.scoring.score import score
+from leadscore.scoring.outputs import Output
+from leadscore.scoring.score import advance, score
+from leadscore.scoring.timeline import next_change
 from leadscore.settings import Settings
 from leadscore.state.encoding import StoredOutput
-from leadscore.state.store import StateStore, Stored, Write
+from leadscore.state.store import Due, StateStore, Stored, Write
 
 log = logging.getLogger(__name__)
 
@@ -92,12 +105,13 @@ class Worker:
         model: Model,
         *,
         metrics: Metrics | None = None,
-        clock: Callable[[], float] = time.time,
+        clock: Callable[[], float] | None = None,
     ) -> None:
         self.settings = settings
         self.model = model
         self.metrics = metrics or Metrics()
-        self.clock = clock
+        w = settings.worker
+        self.clock = clock = clock or Clock(w.clock_speed, w.clock_start_ms)
         self.decoders = {
             t.name: InputDecoder(
                 t.record_type, max_clock_skew_ms=settings.worker.max_clock_skew_ms, clock=clock
@@ -105,6 +119,8 @@ class Worker:
             for t in settings.kafka.input_topics
         }
         self.encode = OutputEncoder(clock)
+        self.positions: dict[Partition, int] = {}  # next offset to process, as committed
+        self.event_times: dict[Partition, int] = {}  # newest event time processed
         self.redis_ok = False
         self.stop = threading.Event()
         self._give_up_at: float | None = None
@@ -115,11 +131,14 @@ class Worker:
         """Run until `stop` is set, then finish the batch in hand, commit and leave the group."""
         self.stop = stop
         with self.connected():
-            last_report = 0.0
+            last_report = last_sweep = 0.0
             while not stop.is_set():
                 messages = self.retry("consume", self.poll)
                 if messages:
                     self.process(messages)
+                if time.monotonic() - last_sweep >= self.settings.worker.sweep_interval_s:
+                    more = self.sweep()
+                    last_sweep = 0.0 if more else time.monotonic()
                 if time.monotonic() - last_report >= 1.0:
                     self.metrics.set_lag(self.consumer.lag())
                     self.metrics.ready.set(1 if self.ready() else 0)
@@ -143,7 +162,9 @@ class Worker:
                 client, namespace=s.redis.namespace, ttl_ms=s.redis.state_ttl_ms
             )
             self.redis_ok = self.store.ping()
-            self.consumer = InputConsumer(s.kafka.consumer_config(), list(self.decoders))
+            self.consumer = InputConsumer(
+                s.kafka.consumer_config(), list(self.decoders), on_revoke=self._revoked
+            )
             stack.callback(self._leave_group)
             self.publisher = self._publisher()
             log.info("consuming %s (%s)", ", ".join(self.decoders), s.kafka.processing_guarantee)
@@ -164,6 +185,11 @@ class Worker:
         if hasattr(self, "producer"):
             self.producer.close(self.settings.worker.shutdown_timeout_s)
 
+    def _revoked(self, partitions: list[Partition]) -> None:
+        for partition in partitions:
+            self.positions.pop(partition, None)
+            self.event_times.pop(partition, None)
+
     def poll(self) -> list[Message]:
         w = self.settings.worker
         return self.consumer.poll_batch(w.batch_size, w.batch_timeout_ms / 1000)
@@ -175,11 +201,16 @@ class Worker:
         events, dead_letters = self.decode(messages)
         outputs = self.retry("persist state", lambda: self.score_and_persist(events))
         records = dead_letters + [o.record for o in outputs]
+        offsets = next_offsets(messages)
         try:
-            self.retry("publish", lambda: self.publisher.publish(records, next_offsets(messages)))
+            self.retry("publish", lambda: self.publisher.publish(records, offsets))
         except PartitionsLost as exc:
             log.warning("%s: the partitions' new owner replays this batch", exc)
             return
+        self.positions.update(offsets)
+        for item in events:
+            seen = self.event_times.get(item.partition, item.event.occurred_at)
+            self.event_times[item.partition] = max(seen, item.event.occurred_at)
         self.count_published(outputs)
         self.metrics.batch_duration.observe(time.perf_counter() - started)
 
@@ -213,15 +244,17 @@ class Worker:
         while todo:
             with self.metrics.redis_call("load"):
                 stored = self.store.load(todo)
-            writes, produced = [], {}
+            writes, produced, schedule = [], {}, []
             for profile in todo:
                 write, produced[profile] = self.score_profile(
                     profile, stored[profile], by_profile[profile]
                 )
                 if write is not None:
                     writes.append(write)
+                elif (entry := self.rescheduled(profile, stored[profile])) is not None:
+                    schedule.append(entry)  # a replay repairs an entry a crash left unset
             with self.metrics.redis_call("save"):
-                conflicts = set(self.store.save(writes))
+                conflicts = set(self.store.save(writes, schedule))
             self.redis_ok = True
             self.metrics.state_conflicts.inc(len(conflicts))
             for profile, publications in produced.items():
@@ -259,17 +292,53 @@ class Worker:
         for item in fresh:
             causes.setdefault(item.event.event_id, item)
             watermarks[item.partition] = max(item.offset, watermarks.get(item.partition, -1))
+        # outputs of time-driven changes not yet acknowledged go first, kept with the
+        # first fresh event so that its replay publishes them again
+        first = fresh[0]
         kept: dict[Partition, list[StoredOutput]] = defaultdict(list)
+        for pending in stored.pending:
+            kept[first.partition].append(pending._replace(cause_offset=first.offset))
+            publications.append(self.publication(profile, pending.kind, pending.value))
         if profile.is_lead or self.settings.worker.emit_anonymous:
-            topic = self.settings.kafka.output_topic
-            for output in result.outputs:
-                cause = causes[output.cause_event_id]
-                key, value, headers = self.encode(output)
-                kept[cause.partition].append(StoredOutput(cause.offset, output.kind, value))
+            for output, by in zip(result.outputs, result.emitted_by, strict=True):
+                cause = causes[by]
+                stored_output = self.encode_output(output, cause.offset)
+                kept[cause.partition].append(stored_output)
                 publications.append(
-                    Publication(Record(topic, key, value, headers), output.kind, output.occurred_at)
+                    self.publication(profile, output.kind, stored_output.value, output.occurred_at)
                 )
-        return Write(profile, stored.version, result.state, watermarks, kept), publications
+        partition = stored.schedule
+        if partition is None or partition[0] not in self.decoders:
+            partition = first.partition
+        due = next_change(result.state, self.model)
+        return Write(
+            profile,
+            stored.version,
+            result.state,
+            watermarks,
+            kept,
+            pending=[] if stored.pending else None,
+            due=Due(profile, partition, due.at if due else None),
+        ), publications
+
+    def rescheduled(self, profile: ProfileKey, stored: Stored) -> Due | None:
+        """The schedule entry of a stored profile, computed from its state."""
+        if stored.state is None or stored.schedule is None:
+            return None
+        due = next_change(stored.state, self.model)
+        return Due(profile, stored.schedule, due.at if due else None)
+
+    def encode_output(self, output: Output, cause_offset: int) -> StoredOutput:
+        _key, value, _headers = self.encode(output)
+        return StoredOutput(cause_offset, output.kind, value)
+
+    def publication(
+        self, profile: ProfileKey, kind: str, value: bytes, occurred_at: int | None = None
+    ) -> Publication:
+        """An output record, keyed by the profile; `occurred_at` for the latency metric."""
+        topic = self.settings.kafka.output_topic
+        headers = [("leadscore-type", kind.encode())]
+        return Publication(Record(topic, profile.id.encode(), value, headers), kind, occurred_at)
 
     def republish(
         self, profile: ProfileKey, stored: Stored, replayed: list[Positioned]
@@ -278,19 +347,12 @@ class Worker:
         if not replayed:
             return []
         self.metrics.events_skipped.labels("watermark").inc(len(replayed))
-        topic = self.settings.kafka.output_topic
-        publications = []
-        for item in replayed:
-            for kept in stored.outputs.get(item.partition, []):
-                if kept.cause_offset == item.offset:
-                    record = Record(
-                        topic,
-                        profile.id.encode(),
-                        kept.value,
-                        [("leadscore-type", kept.kind.encode())],
-                    )
-                    publications.append(Publication(record, kept.kind, None))
-        return publications
+        return [
+            self.publication(profile, kept.kind, kept.value)
+            for item in replayed
+            for kept in stored.outputs.get(item.partition, [])
+            if kept.cause_offset == item.offset
+        ]
 
     def count_published(self, outputs: list[Publication]) -> None:
         now = self.clock()
@@ -298,6 +360,112 @@ class Worker:
             self.metrics.outputs_produced.labels(output.kind).inc()
             if output.occurred_at is not None:
                 self.metrics.event_to_publish.observe(max(now - output.occurred_at / 1000, 0))
+
+    # ---- time-driven changes -------------------------------------------------------------
+
+    def sweep(self) -> bool:
+        """Apply the time-driven changes that came due in the schedules of the owned
+        partitions; True if more are due than one sweep takes."""
+        owned = sorted(self.consumer.assignment)
+        if not owned:
+            return False
+        missing = [p for p in owned if p not in self.positions]
+        if missing:
+            try:
+                self.positions.update(self.consumer.committed(missing))
+            except KafkaUnavailable as exc:
+                log.warning("sweep skipped: %s", exc)
+                return False
+        now = self.sweep_horizon(owned, int(self.clock() * 1000))
+        if now is None:
+            return False
+        limit = self.settings.worker.sweep_batch
+        try:
+            with self.metrics.redis_call("sweep"):
+                entries = self.store.due(owned, now, limit)
+                overdue = now - (entries[0].at or now) if entries else 0
+                self.metrics.sweep_overdue.set(overdue / 1000)
+                if entries:
+                    self._sweep(entries, now)
+        except StateUnavailable as exc:
+            self.redis_ok = False
+            log.warning("sweep skipped: %s", exc)
+            return False
+        except (KafkaUnavailable, DeliveryFailed, PartitionsLost) as exc:
+            log.warning("sweep not published (%s); the next sweep publishes it again", exc)
+            return False
+        return len(entries) == limit
+
+    def sweep_horizon(self, owned: list[Partition], now: int) -> int | None:
+        """How far a sweep may move the leads' clocks: to now, but not past the newest
+        event time processed on a partition that is still behind, whose unread events
+        may prevent a change (None: not known yet)."""
+        horizon = now
+        for partition in owned:
+            end = self.consumer.end_offset(partition)
+            if end is None:
+                return None
+            if self.positions[partition] >= end:
+                continue
+            seen = self.event_times.get(partition)
+            if seen is None:
+                return None
+            horizon = min(horizon, seen)
+        return horizon
+
+    def _sweep(self, entries: list[Due], now: int) -> None:
+        stored = self.store.load([e.profile for e in entries])
+        writes, settled, schedule, stale = [], [], [], []
+        publications: dict[ProfileKey, list[Publication]] = {}
+        for entry in entries:
+            profile, found = entry.profile, stored[entry.profile]
+            if found.state is None or found.schedule != entry.partition:
+                stale.append(entry)  # expired, erased, or moved to another partition
+                if (right := self.rescheduled(profile, found)) is not None:
+                    schedule.append(right)
+                continue
+            if not self.replayed_all(found):
+                continue  # an event of it is about to be replayed: that replay goes first
+            result = advance(profile, found.state, self.model, now)
+            pending = list(found.pending)
+            if profile.is_lead or self.settings.worker.emit_anonymous:
+                pending += [self.encode_output(o, -1) for o in result.outputs]
+            version = found.version
+            if result.outputs:
+                writes.append(
+                    Write(profile, version, result.state, {}, pending=pending, refresh_ttl=False)
+                )
+                version += 1
+            publications[profile] = [self.publication(profile, o.kind, o.value) for o in pending]
+            settled.append((profile, version))
+            due = next_change(result.state, self.model)
+            schedule.append(Due(profile, entry.partition, due.at if due else None))
+        conflicts = set(self.store.save(writes)) if writes else set()
+        self.metrics.state_conflicts.inc(len(conflicts))
+        self.store.unschedule(stale)
+        # a profile in conflict was written meanwhile (by an event): that write took over
+        # its pending outputs and rescheduled it
+        published = [
+            p for profile, ps in publications.items() if profile not in conflicts for p in ps
+        ]
+        if published:
+            self.publisher.publish([p.record for p in published], {})
+        self.count_published(published)
+        self.metrics.time_driven_changes.inc(len(writes) - len(conflicts))
+        self.store.settle(
+            [s for s in settled if s[0] not in conflicts],
+            [e for e in schedule if e.profile not in conflicts],
+        )
+
+    def replayed_all(self, stored: Stored) -> bool:
+        """No owned partition will replay an event whose outputs are kept with the profile
+        (it would republish them after the newer outputs of a sweep)."""
+        return all(
+            output.cause_offset < self.positions.get(partition, 0)
+            for partition, outputs in stored.outputs.items()
+            if partition in self.consumer.assignment
+            for output in outputs
+        )
 
     # ---- outages ----------------------------------------------------------------------------
 

@@ -195,10 +195,11 @@ class Env:
         group_id: str | None = None,
         kafka: KafkaSettings | None = None,
         guarantee: str = "at-least-once",
+        clock: Callable[[], float] | None = None,
         **worker: Any,
     ) -> WorkerHandle:
         settings = self.settings(group_id, kafka, guarantee, **worker)
-        handle = WorkerHandle(Worker(settings, model or simple_model()))
+        handle = WorkerHandle(Worker(settings, model or simple_model(), clock=clock))
         self.workers.append(handle)
         return handle
 
@@ -372,6 +373,26 @@ def worker_process(environment: dict[str, str], output: Any = subprocess.PIPE) -
         stderr=subprocess.STDOUT,
         text=True,
     )
+
+
+def schedule_drained(env: Env, until_ms: int) -> bool:
+    """No profile of this test is due for a time-driven change at or before `until_ms`
+    (a sweep's entries stay due until its outputs are acknowledged)."""
+    keys = list(env.redis.scan_iter(f"{env.prefix}:due:*"))
+    return all(env.redis.zcount(k, "-inf", until_ms) == 0 for k in keys)
+
+
+class ManualClock:
+    """A clock a test sets: seconds since the epoch, like time.time()."""
+
+    def __init__(self, now_s: float | None = None) -> None:
+        self.now_s = time.time() if now_s is None else now_s
+
+    def __call__(self) -> float:
+        return self.now_s
+
+    def set_ms(self, ms: int) -> None:
+        self.now_s = ms / 1000
 
 
 def committed_all(env: Env, messages: Iterable[Any], timeout_s: float = 120) -> None:

@@ -107,6 +107,18 @@ class InputConsumer:
             if tp.error is not None:
                 raise KafkaUnavailable(f"offset commit failed for {tp.topic}[{tp.partition}]")
 
+    def committed(
+        self, partitions: list[Partition], timeout_s: float = 10.0
+    ) -> dict[Partition, int]:
+        """The group's committed offset of each partition (0 where none is committed)."""
+        try:
+            found = self._consumer.committed(
+                [TopicPartition(t, p) for t, p in partitions], timeout=timeout_s
+            )
+        except KafkaException as exc:
+            raise KafkaUnavailable(f"reading the committed offsets failed: {exc}") from exc
+        return {(tp.topic, tp.partition): max(tp.offset, 0) for tp in found}
+
     def group_metadata(self) -> Any:
         """Opaque group membership data that fences a transactional commit of offsets."""
         return self._consumer.consumer_group_metadata()
@@ -145,6 +157,12 @@ class InputConsumer:
                 lag[(tp.topic, tp.partition)] = max(high - tp.offset, 0)
         return lag
 
+    def end_offset(self, partition: Partition) -> int | None:
+        """The offset after the last record of a partition, as of the latest fetch
+        response; None until one came."""
+        _, high = self._consumer.get_watermark_offsets(TopicPartition(*partition), cached=True)
+        return high if high >= 0 else None
+
     def close(self) -> None:
         """Leave the group (a clean, fast rebalance for the others)."""
         self._consumer.close()
@@ -152,6 +170,9 @@ class InputConsumer:
     def _assign(self, _consumer: Any, partitions: list[TopicPartition]) -> None:
         added = [(tp.topic, tp.partition) for tp in partitions]
         self._assigned.update(added)
+        # a partition keeps its paused state across a revoke and a new assignment: one
+        # paused by keep_alive() before it was revoked must be resumed by the next poll
+        self._paused = True
         self.connected = True
         log.info("assigned %s", _describe(added))
         self._on_assign(added)

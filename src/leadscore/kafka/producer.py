@@ -121,13 +121,14 @@ class TransactionalProducer(RecordProducer):
         `KafkaFatal` when this producer cannot go on (fenced by a newer instance).
         """
         offsets = [TopicPartition(t, p, o) for (t, p), o in next_offsets.items()]
-        self._call(
-            "add offsets to the transaction",
-            self._producer.send_offsets_to_transaction,
-            offsets,
-            group_metadata,
-            self._timeout_s,
-        )
+        if offsets:  # a sweep's transaction carries outputs only
+            self._call(
+                "add offsets to the transaction",
+                self._producer.send_offsets_to_transaction,
+                offsets,
+                group_metadata,
+                self._timeout_s,
+            )
         self._call("commit the transaction", self._producer.commit_transaction, self._timeout_s)
 
     def abort(self) -> None:

@@ -13,6 +13,8 @@ VERSION_FIELD = "v"
 STATE_FIELD = "s"
 WATERMARK_PREFIX = "w:"
 OUTPUTS_PREFIX = "o:"
+SCHEDULE_FIELD = "d"  # the input partition whose schedule holds the profile
+PENDING_FIELD = "p"  # outputs of time-driven changes not yet acknowledged
 
 
 def profile_key(namespace: str, profile: ProfileKey) -> str:
@@ -32,5 +34,30 @@ def outputs_field(topic: str, partition: int) -> str:
 
 def parse_partition_field(field: str) -> tuple[str, int]:
     """(topic, partition) of a watermark or outputs field."""
-    topic, _, partition = field[2:].rpartition(":")
+    return parse_partition_value(field[2:])
+
+
+def schedule_key(namespace: str, topic: str, partition: int) -> str:
+    """The sorted set of profiles due for a time-driven re-evaluation, scored by due time,
+    one per input partition: its owner sweeps it, and it moves with the partition. Tagged
+    by partition, so that each lies whole in one Redis Cluster slot."""
+    return f"{namespace}:due:{{{topic}:{partition}}}"
+
+
+def schedule_member(profile: ProfileKey) -> str:
+    return f"{profile.kind}:{profile.id}"
+
+
+def parse_schedule_member(member: str) -> ProfileKey:
+    kind, _, profile_id = member.partition(":")
+    return ProfileKey(kind, profile_id)
+
+
+def partition_value(topic: str, partition: int) -> str:
+    """A partition as stored in the profile hash (`SCHEDULE_FIELD`)."""
+    return f"{topic}:{partition}"
+
+
+def parse_partition_value(value: str) -> tuple[str, int]:
+    topic, _, partition = value.rpartition(":")
     return topic, int(partition)

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from enum import IntEnum
 from importlib import resources
-from typing import Any
+from typing import Any, NamedTuple
 
 import redis
 
@@ -36,13 +36,25 @@ class ApplyStatus(IntEnum):
 
 @dataclass(frozen=True, slots=True)
 class Stored:
-    """A profile as read: its version (0 if new), state, and per input partition the
-    highest offset applied (watermark) and the outputs of the last write it caused."""
+    """A profile as read: its version (0 if new), state, per input partition the highest
+    offset applied (watermark) and the outputs of the last write it caused, the partition
+    whose schedule holds it, and the outputs of time-driven changes not yet acknowledged."""
 
     version: int = 0
     state: LeadState | None = None
     watermarks: dict[Partition, int] = field(default_factory=dict)
     outputs: dict[Partition, list[StoredOutput]] = field(default_factory=dict)
+    schedule: Partition | None = None
+    pending: list[StoredOutput] = field(default_factory=list)
+
+
+class Due(NamedTuple):
+    """A schedule entry: the profile is due for re-evaluation at `at` (epoch ms), in the
+    schedule of `partition`; `at` None removes it from that schedule."""
+
+    profile: ProfileKey
+    partition: Partition
+    at: int | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,7 +62,10 @@ class Write:
     """A new state for a profile, valid only if the profile is still at `expected_version`.
 
     `outputs` replaces, for each partition in `watermarks`, the outputs kept from the
-    previous write (none: the field is removed).
+    previous write (none: the field is removed). `pending` replaces the outputs of
+    time-driven changes not yet acknowledged (None leaves them). `due` is the profile's
+    schedule entry (None leaves it). `refresh_ttl` restarts the time to live (an event
+    arrived); a time-driven change leaves it running.
     """
 
     profile: ProfileKey
@@ -58,6 +73,9 @@ class Write:
     state: LeadState
     watermarks: dict[Partition, int]
     outputs: dict[Partition, list[StoredOutput]] = field(default_factory=dict)
+    pending: list[StoredOutput] | None = None
+    due: Due | None = None
+    refresh_ttl: bool = True
 
 
 def _script(name: str) -> str:
@@ -71,8 +89,9 @@ class StateStore:
         self._client = client
         self.namespace = namespace
         self._ttl_ms = ttl_ms
-        # redis-py loads the script once and reloads it on NOSCRIPT, also in pipelines
+        # redis-py loads a script once and reloads it on NOSCRIPT, also in pipelines
         self._apply = client.register_script(_script("apply.lua"))
+        self._settle = client.register_script(_script("settle.lua"))
 
     def ping(self) -> bool:
         try:
@@ -88,11 +107,20 @@ class StateStore:
         replies = self._execute(pipe)
         return {p: _stored(reply) for p, reply in zip(profiles, replies, strict=True)}
 
-    def save(self, writes: Sequence[Write]) -> list[ProfileKey]:
-        """Apply every write that is not in conflict; return the profiles that were."""
+    def save(self, writes: Sequence[Write], schedule: Sequence[Due] = ()) -> list[ProfileKey]:
+        """Apply every write that is not in conflict, and set the schedule entries (of the
+        writes and `schedule`), in one round trip; return the profiles in conflict.
+
+        A schedule entry is an index, not the truth: the sweep checks every entry against
+        the profile's state, and a conflicting write is retried, which sets it again.
+        """
         pipe = self._client.pipeline(transaction=False)
         for write in writes:
-            args: list[Any] = [write.expected_version, encode_state(write.state), self._ttl_ms]
+            args: list[Any] = [
+                write.expected_version,
+                encode_state(write.state),
+                self._ttl_ms if write.refresh_ttl else 0,
+            ]
             for (topic, partition), offset in write.watermarks.items():
                 outputs = write.outputs.get((topic, partition), [])
                 args += [
@@ -101,15 +129,63 @@ class StateStore:
                     keys.outputs_field(topic, partition),
                     encode_outputs(outputs),
                 ]
+            if write.pending is not None:
+                args += [keys.PENDING_FIELD, encode_outputs(write.pending)]
+            if write.due is not None:
+                args += [keys.SCHEDULE_FIELD, keys.partition_value(*write.due.partition)]
             self._apply(
                 keys=[keys.profile_key(self.namespace, write.profile)], args=args, client=pipe
             )
+        entries = [w.due for w in writes if w.due is not None] + list(schedule)
+        self._schedule(pipe, entries)
         replies = self._execute(pipe)
         conflicts: list[ProfileKey] = []
-        for write, (status, _version) in zip(writes, replies, strict=True):
+        for write, (status, _version) in zip(writes, replies, strict=False):
             if ApplyStatus(status) is ApplyStatus.CONFLICT:
                 conflicts.append(write.profile)
         return conflicts
+
+    def due(self, partitions: Sequence[Partition], now: int, limit: int) -> list[Due]:
+        """Up to `limit` profiles due at or before `now` in the schedules of `partitions`,
+        earliest first."""
+        pipe = self._client.pipeline(transaction=False)
+        for topic, partition in partitions:
+            key = keys.schedule_key(self.namespace, topic, partition)
+            pipe.zrangebyscore(key, "-inf", now, start=0, num=limit, withscores=True)
+        entries = [
+            Due(keys.parse_schedule_member(member.decode()), partition, int(at))
+            for partition, reply in zip(partitions, self._execute(pipe), strict=True)
+            for member, at in reply
+        ]
+        return sorted(entries, key=lambda e: e.at or 0)[:limit]
+
+    def settle(self, versions: Sequence[tuple[ProfileKey, int]], schedule: Sequence[Due]) -> None:
+        """After the outputs of time-driven changes are acknowledged: forget them, for each
+        profile still at the version written with them, and reschedule those profiles."""
+        pipe = self._client.pipeline(transaction=False)
+        for profile, version in versions:
+            self._settle(
+                keys=[keys.profile_key(self.namespace, profile)], args=[version], client=pipe
+            )
+        settled = {p for (p, _), ok in zip(versions, self._execute(pipe), strict=True) if ok}
+        pipe = self._client.pipeline(transaction=False)
+        self._schedule(pipe, [e for e in schedule if e.profile in settled])
+        self._execute(pipe)
+
+    def unschedule(self, entries: Sequence[Due]) -> None:
+        """Remove stale schedule entries (the profile expired, or is scheduled elsewhere)."""
+        pipe = self._client.pipeline(transaction=False)
+        self._schedule(pipe, [e._replace(at=None) for e in entries])
+        self._execute(pipe)
+
+    def _schedule(self, pipe: Any, entries: Sequence[Due]) -> None:
+        for entry in entries:
+            key = keys.schedule_key(self.namespace, *entry.partition)
+            member = keys.schedule_member(entry.profile)
+            if entry.at is None:
+                pipe.zrem(key, member)
+            else:
+                pipe.zadd(key, {member: entry.at})
 
     def read(self, profile: ProfileKey) -> Stored:
         """One profile, for `inspect` and tests."""
@@ -136,9 +212,12 @@ def _stored(reply: dict[bytes, bytes]) -> Stored:
         elif field_name.startswith(keys.OUTPUTS_PREFIX):
             outputs[keys.parse_partition_field(field_name)] = decode_outputs(value)
     raw = reply.get(keys.STATE_FIELD.encode())
+    schedule = reply.get(keys.SCHEDULE_FIELD.encode())
     return Stored(
         version=int(reply.get(keys.VERSION_FIELD.encode(), b"0")),
         state=decode_state(raw) if raw else None,
         watermarks=watermarks,
         outputs=outputs,
+        schedule=keys.parse_partition_value(schedule.decode()) if schedule else None,
+        pending=decode_outputs(reply.get(keys.PENDING_FIELD.encode(), b"")),
     )

@@ -3,10 +3,11 @@
 -- KEYS[1]  the profile hash (state/keys.py: profile_key)
 -- ARGV[1]  expected version: the `v` field read before scoring (0: the profile is new)
 -- ARGV[2]  the encoded state
--- ARGV[3]  time to live in milliseconds (0: never expires)
+-- ARGV[3]  time to live in milliseconds, restarted by this write (0: left as it is)
 -- ARGV[4..] pairs of field and value written with the state: one watermark per
---          (topic, partition) applied, and the outputs this write caused per partition;
---          an empty value deletes the field
+--          (topic, partition) applied, the outputs this write caused per partition, the
+--          pending outputs of time-driven changes, the schedule partition; an empty value
+--          deletes the field
 --
 -- Returns {status, version}:
 --   {1, new version}      applied: state, version and the fields written together

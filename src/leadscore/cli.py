@@ -247,6 +247,13 @@ def main() -> None:
     "regressing, a score decaying below a threshold).",
 )
 @option(
+    "--sweep-batch",
+    type=click.IntRange(1, 100_000),
+    default=1000,
+    show_default=True,
+    help="Most profiles re-evaluated per sweep round (more rounds follow at once).",
+)
+@option(
     "--clock-speed",
     type=click.FloatRange(min=0),
     default=1.0,
@@ -312,6 +319,7 @@ def _worker_settings(o: dict[str, Any]) -> tuple[Settings, Any]:
                 emit_anonymous=o["emit_anonymous"],
                 shutdown_timeout_s=parse_duration_ms(o["shutdown_timeout"]) / 1000,
                 sweep_interval_s=parse_duration_ms(o["sweep_interval"]) / 1000,
+                sweep_batch=o["sweep_batch"],
                 clock_speed=o["clock_speed"],
                 clock_start_ms=parse_time_ms(o["clock_start"]) if o["clock_start"] else None,
             ),

@@ -288,14 +288,16 @@ class WorkerHandle:
 
 
 @contextlib.contextmanager
-def isolated_env(services: Services) -> Iterator[Env]:
-    """Fresh topics, group and namespace on `services`; workers left running are stopped."""
+def isolated_env(services: Services, partitions: int = 1) -> Iterator[Env]:
+    """Fresh topics (`partitions` each), group and namespace on `services`; workers left
+    running are stopped."""
     prefix = f"t{uuid.uuid4().hex[:10]}"
     client = redis.Redis.from_url(services.redis_url)
-    e = Env(services, prefix, client)
+    e = Env(services, prefix, client, partitions)
     ensure_topics(
         {"bootstrap.servers": services.bootstrap_servers},
         [*e.input_topics.values(), e.topic("scores"), e.topic("dlq")],
+        partitions=partitions,
     )
     try:
         yield e

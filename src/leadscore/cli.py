@@ -501,32 +501,9 @@ def check_model(path: Path | None, events: Path | None) -> None:
         model = load_model(path)
     except ConfigError as exc:
         raise click.ClickException(str(exc)) from exc
-    click.echo(f"model {model.version}: valid")
-    cap = f", capped at {model.engagement_cap:g}" if model.engagement_cap else ""
-    click.echo(f"engagement (half-life {model.half_life_ms / 86_400_000:g} days{cap}):")
-    for rule in model.rules:
-        flags = [f for f, on in (("once", rule.once), ("no decay", not rule.decays)) if on]
-        if rule.cap_points is not None and rule.cap_window_ms is not None:
-            flags.append(f"cap {rule.cap_points:g} per {_duration_text(rule.cap_window_ms)}")
-        if rule.repeat_within_ms is not None:
-            flags.append(f"repeat within {_duration_text(rule.repeat_within_ms)}")
-        tags = f" tags {', '.join(rule.tags)}" if rule.tags else ""
-        extra = f" ({', '.join(flags)})" if flags else ""
-        click.echo(f"  {rule.points:+7g}  {rule.name}{extra}{tags}: {rule.when}")
-    click.echo("fit:")
-    for fit_rule in model.fit_rules:
-        tags = f" tags {', '.join(fit_rule.tags)}" if fit_rule.tags else ""
-        click.echo(f"  {fit_rule.points:+7g}  {fit_rule.name}{tags}: {fit_rule.when}")
-    click.echo(
-        "grades: fit "
-        + ", ".join(f"{n}>={v:g}" for n, v in model.fit_grades.bands)
-        + "; engagement "
-        + ", ".join(f"{n}>={v:g}" for n, v in model.engagement_grades.bands)
-    )
-    click.echo("stages (a lead is in the last whose conditions hold):")
-    for stage in model.stages:
-        keep = " (kept: no way back)" if stage.keep else ""
-        click.echo(f"  {stage.name}{keep}: {stage.when or 'where every lead starts'}")
+    from leadscore.model.summary import summarize
+
+    click.echo("\n".join(summarize(model)))
     if events is not None:
         _dry_run(events, model)
 
@@ -540,13 +517,6 @@ def _dry_run(events: Path, model: Model) -> None:
             click.echo("  " + line)
     except LeadscoreError as exc:
         raise click.ClickException(str(exc)) from exc
-
-
-def _duration_text(ms: int) -> str:
-    for unit, size in (("d", 86_400_000), ("h", 3_600_000), ("m", 60_000), ("s", 1000)):
-        if ms % size == 0:
-            return f"{ms // size}{unit}"
-    return f"{ms}ms"
 
 
 def _configure_logging(level: str) -> None:

@@ -20,6 +20,7 @@ from leadscore.scoring.events import ProfileKey
 from leadscore.scoring.outputs import ScoreChanged, StageTransitioned
 from leadscore.scoring.score import score
 from leadscore.scoring.state import LeadState
+from leadscore.scoring.timeline import lead_facts
 
 RECORD_TYPES = {"click": "Click", "visit": "Visit", "form": "FormSubmission", "call": "Call"}
 YEARS_AHEAD_MS = 100 * 365 * 86_400_000  # a dry run accepts any date
@@ -57,19 +58,22 @@ def dry_run(path: Path, model: Model) -> Iterator[str]:
                 )
             elif isinstance(output, ScoreChanged):
                 reasons = ", ".join(f"{r.rule} {r.points:+.1f}" for r in output.reasons)
+                reasons += "".join(
+                    f"; {c.name} {c.value:.1f} ({c.delta:+.1f})" for c in output.categories
+                )
                 yield (
                     f"line {number}: {profile.id}: total {output.total:.1f} "
                     f"({output.delta:+.1f}: {reasons}) grade {output.grade}"
                 )
     yield f"{len(states)} profile(s):"
     for profile, state in sorted(states.items()):
-        fit = model.fit(state.attribute_values())
-        engagement = state.engagement + state.fixed
-        tags = ", ".join(sorted(state.tags | fit.tags)) or "-"
+        facts, _ = lead_facts(state, model)
+        tags = ", ".join(sorted(facts.tags)) or "-"
+        categories = "".join(f", {n} {v:.1f}" for n, v in sorted(facts.categories.items()))
         yield (
-            f"  {profile.kind} {profile.id}: total {fit.points + engagement:.1f} "
-            f"(fit {fit.points:.1f}, engagement {engagement:.1f}) grade "
-            f"{model.grade(fit.points, engagement)} stage {state.stage} tags {tags}"
+            f"  {profile.kind} {profile.id}: total {facts.total:.1f} "
+            f"(fit {facts.fit:.1f}, engagement {facts.engagement:.1f}{categories}) grade "
+            f"{model.grade(facts.fit, facts.engagement)} stage {state.stage} tags {tags}"
         )
 
 

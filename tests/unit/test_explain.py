@@ -69,3 +69,24 @@ def test_history_is_bounded() -> None:
     state = score(LEAD, None, events, model).state
     assert 0 < len(state.history) <= 8
     assert state.history[-1].cause_event_id == "c29"
+
+
+def test_every_category_and_the_next_change_are_explained() -> None:
+    from pathlib import Path
+
+    from leadscore.model import load_model
+
+    model = load_model(Path(__file__).parents[1] / "models" / "products.yaml")
+    events = [
+        Event(EventType.FORM, "d1", 100 * DAY, "L7", None, form_id="demo-request"),
+        Event(EventType.VISIT, "v1", 100 * DAY, "L7", None, url="https://x.com/analytics"),
+        Event(EventType.VISIT, "v2", 107 * DAY, "L7", None, url="https://x.com/analytics"),
+    ]
+    state = score(LEAD, None, events, model).state
+    text = "\n".join(explain(LEAD, state, model))
+    # 4 points a week ago (one half-life) and 4 now
+    assert "category product_a: 6.0 (half-life 7 days)" in text
+    assert "+8.0  now     +6.0  decay    -2.0  analytics_page" in text
+    assert "category product_b: 0.0 (no points yet)" in text
+    assert "next change without new events:" in text
+    assert "(decay): stage contact" in text  # engagement falls below 20: active no more

@@ -7,7 +7,7 @@ import time
 from leadscore.model import Model
 from leadscore.scoring.events import ProfileKey
 from leadscore.scoring.state import LeadState
-from leadscore.scoring.timeline import lead_facts
+from leadscore.scoring.timeline import lead_facts, next_change
 
 
 def explain(profile: ProfileKey, state: LeadState, model: Model) -> list[str]:
@@ -38,6 +38,31 @@ def explain(profile: ProfileKey, state: LeadState, model: Model) -> list[str]:
         )
     if not state.contributions:
         lines.append("  (no rule)")
+    for category in model.categories:
+        score = state.categories.get(category.name)
+        if score is None:
+            lines.append(f"category {category.name}: 0.0 (no points yet)")
+            continue
+        value = facts.categories[category.name]
+        level = category.level(value)
+        lines.append(
+            f"category {category.name}: {value:.1f}"
+            + (f" · level {level}" if level else "")
+            + f" (half-life {category.half_life_ms / 86_400_000:g} days)"
+        )
+        for name, (earned, worth) in sorted(
+            score.contributions.items(), key=lambda item: -abs(item[1][1])
+        ):
+            lines.append(
+                f"  {earned:+8.1f}  now {worth:+8.1f}  decay {worth - earned:+7.1f}  {name}"
+            )
+    due = next_change(state, model)
+    if due is not None:
+        later, _ = lead_facts(state, model, due.at)
+        lines.append(
+            f"next change without new events: {_when(due.at)} ({due.cause}): stage "
+            f"{model.stage(later, state.kept).name}"
+        )
     consent = (
         "unknown"
         if state.consent is None

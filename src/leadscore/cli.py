@@ -264,8 +264,8 @@ def main() -> None:
 )
 @option(
     "--clock-start",
-    help="With --clock-speed: the time the clock starts at (ISO 8601 or epoch "
-    "milliseconds). Default: now.",
+    help="With --clock-speed: the moment from which time runs faster, or at which it "
+    "stands still (ISO 8601 or epoch milliseconds). Default: when the worker starts.",
 )
 @option(
     "--log-level",
@@ -354,11 +354,28 @@ def _worker_settings(o: dict[str, Any]) -> tuple[Settings, Any]:
     default=0,
     help="Port of the worker's /metrics (default: a free port).",
 )
-def demo(duration: float | None, rate: float, leads: int, seed: int, metrics_port: int) -> None:
+@click.option(
+    "--day-seconds",
+    type=click.FloatRange(min=0, min_open=True),
+    default=1.0,
+    show_default=True,
+    help="Real seconds per simulated day: the simulator and the worker share an "
+    "accelerated clock, so that quiet leads cool down while you watch. 86400 is real time.",
+)
+def demo(
+    duration: float | None,
+    rate: float,
+    leads: int,
+    seed: int,
+    metrics_port: int,
+    day_seconds: float,
+) -> None:
     """Watch leads being scored live, on an embedded broker and Redis (nothing to install).
 
     Starts a Kafka-protocol broker and a Redis on free local ports, the traffic simulator
-    and the worker, and shows the top leads, stage transitions, events/s and dead letters.
+    and the worker, and shows the top leads with their category scores, stage transitions
+    (also those that inactivity and decay bring about with no new event), events/s and
+    dead letters. Time runs faster (--day-seconds), and the view says so.
     """
     from rich.console import Console
 
@@ -373,7 +390,8 @@ def demo(duration: float | None, rate: float, leads: int, seed: int, metrics_por
             leads=leads,
             seed=seed,
             metrics_port=metrics_port,
-            console=Console() if sys.stdout.isatty() else Console(width=130),
+            day_seconds=day_seconds,
+            console=Console() if sys.stdout.isatty() else Console(width=150),
         )
     except LeadscoreError as exc:
         raise click.ClickException(str(exc)) from exc

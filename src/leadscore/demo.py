@@ -25,6 +25,7 @@ from rich.live import Live
 from rich.panel import Panel
 from rich.table import Table
 
+from leadscore.clock import Clock
 from leadscore.codec import decode_output
 from leadscore.embedded import Services, embedded_services, free_port, stop_process
 from leadscore.errors import DecodeError, LeadscoreError
@@ -41,6 +42,8 @@ INPUT_TOPICS = {
 }
 # Tansu answers a new group's first join after half the session timeout: keep it short
 DEMO_KAFKA_OPTIONS = "session.timeout.ms=6000 heartbeat.interval.ms=1000"
+DAY_S = 86_400
+TIME_DRIVEN = ("decay", "inactivity")
 
 
 @dataclass
@@ -54,6 +57,7 @@ class LeadRow:
     contact_allowed: bool = False
     tags: str = ""
     speed_to_lead_ms: int | None = None
+    categories: str = ""
 
 
 @dataclass
@@ -70,6 +74,7 @@ class DemoView:
     events_per_s: float = 0.0
     events_total: float = 0.0
     sent: SimulationStats | None = None
+    time_driven: int = 0  # outputs of time-driven changes
 
     def add(self, message: Message) -> None:
         headers = dict(message.headers)
@@ -85,6 +90,7 @@ class DemoView:
             return
         self.seen.add(record["event_id"])
         self.outputs[kind] += 1
+        self.time_driven += str(record["cause_event_id"]).startswith("time:")
         lead = record["lead_id"] or record["anonymous_id"]
         row = self.leads.setdefault(lead, LeadRow(lead))
         row.total, row.fit, row.engagement = record["total"], record["fit"], record["engagement"]
@@ -93,16 +99,18 @@ class DemoView:
             row.contact_allowed = record["contact_allowed"]
             row.tags = ",".join(record.get("tags", []))
             row.speed_to_lead_ms = record["speed_to_lead_ms"]
+            row.categories = " ".join(
+                f"{c['name']} {c['value']:.0f}" + (f" {c['level']}" if c["level"] else "")
+                for c in record.get("categories", [])
+                if round(c["value"]) or c["level"]
+            )
         else:
             row.stage = record["to_stage"]
+            reason = record["reason"]
+            if reason in TIME_DRIVEN and record.get("inactive_for_ms") is not None:
+                reason += f", {_duration(record['inactive_for_ms'])} after the last event"
             self.transitions.appendleft(
-                (
-                    record["as_of"],
-                    lead,
-                    record["from_stage"] or "-",
-                    record["to_stage"],
-                    record["reason"],
-                )
+                (record["as_of"], lead, record["from_stage"] or "-", record["to_stage"], reason)
             )
 
     def render(self, header: str) -> Group:
@@ -115,6 +123,7 @@ class DemoView:
             "engagement",
             "grade",
             "stage",
+            "categories",
             "tags",
             "speed-to-lead",
             "contact",
@@ -129,6 +138,7 @@ class DemoView:
                 f"{r.engagement:.1f}",
                 r.grade,
                 r.stage,
+                r.categories,
                 r.tags,
                 _duration(r.speed_to_lead_ms),
                 "yes" if r.contact_allowed else "no",
@@ -137,9 +147,9 @@ class DemoView:
         for column in ("event time", "lead", "from", "to", "reason"):
             moves.add_column(column)
         for as_of, lead, old, new, reason in self.transitions:
-            moves.add_row(
-                time.strftime("%H:%M:%S", time.localtime(as_of / 1000)), lead, old, new, reason
-            )
+            style = "yellow" if reason.startswith(TIME_DRIVEN) else None
+            when = time.strftime("%b %d %H:%M", time.gmtime(as_of / 1000))
+            moves.add_row(when, lead, old, new, reason, style=style)
         return Group(Panel(header + "\n" + self.summary()), leads, moves)
 
     def summary(self) -> str:
@@ -151,7 +161,8 @@ class DemoView:
             f"events sent {sent:,}  |  scored by the worker {self.events_total:,.0f} "
             f"({self.events_per_s:,.0f}/s)  |  leads {len(self.leads):,}  |  "
             f"score changes {self.outputs['score_changed']:,}  |  "
-            f"stage transitions {self.outputs['stage_transitioned']:,}\n"
+            f"stage transitions {self.outputs['stage_transitioned']:,}  |  "
+            f"time-driven changes {self.time_driven:,}\n"
             f"leads by stage: {by_stage}\n"
             f"dead letters: {dead}"
         )
@@ -161,7 +172,10 @@ def _duration(ms: int | None) -> str:
     if ms is None:
         return "-"
     seconds = ms / 1000
-    return f"{seconds:.0f} s" if seconds < 120 else f"{seconds / 60:.0f} min"
+    for unit, size in (("d", 86_400), ("h", 3_600), ("min", 60)):
+        if seconds >= 2 * size:
+            return f"{seconds / size:.0f} {unit}"
+    return f"{seconds:.0f} s"
 
 
 def run_demo(
@@ -172,9 +186,11 @@ def run_demo(
     seed: int,
     metrics_port: int,
     console: Console,
+    day_seconds: float = 1.0,
 ) -> int:
     """Run everything until `duration_s` passes or Ctrl-C; returns the exit code."""
     stop = threading.Event()
+    clock = Clock(speed=DAY_S / day_seconds)
     with contextlib.ExitStack() as stack:
         with console.status("starting the embedded broker and Redis..."):
             services = stack.enter_context(embedded_services())
@@ -182,11 +198,11 @@ def run_demo(
             ensure_topics(kafka, [*INPUT_TOPICS.values(), OUTPUT_TOPIC, DLQ_TOPIC])
         port = metrics_port or free_port()
         worker_log = stack.enter_context(tempfile.TemporaryFile("w+"))
-        worker = stack.enter_context(_worker_process(services, port, worker_log))
+        worker = stack.enter_context(_worker_process(services, port, worker_log, clock))
         view = DemoView()
         sim = threading.Thread(
             target=_simulate,
-            args=(kafka, rate, leads, seed, stop, view),
+            args=(kafka, rate, leads, seed, stop, view, clock),
             daemon=True,
             name="simulator",
         )
@@ -196,10 +212,13 @@ def run_demo(
         header = (
             f"leadscore demo: broker {services.bootstrap_servers} ({services.broker_name}), "
             f"redis {services.redis_url} ({services.redis_name})\n"
-            f"worker metrics: http://127.0.0.1:{port}/metrics  (also /healthz, /readyz)"
+            f"worker metrics: http://127.0.0.1:{port}/metrics  (also /healthz, /readyz)\n"
+            + _clock_line(clock, day_seconds)
         )
         started = time.monotonic()
-        interrupted = _watch(view, reader, worker, port, header, console, started, duration_s, stop)
+        interrupted = _watch(
+            view, reader, worker, port, header, console, started, duration_s, clock
+        )
         stop.set()
         sim.join(10)
         code = _stop_worker(worker)
@@ -229,7 +248,7 @@ def _watch(
     console: Console,
     started: float,
     duration_s: float | None,
-    stop: threading.Event,
+    clock: Clock,
 ) -> bool:
     """Refresh the view until the duration passes or Ctrl-C; True if interrupted."""
     last_scrape, last_total = time.monotonic(), 0.0
@@ -254,6 +273,7 @@ def _watch(
                         view.events_total, last_total = total, total
                     last_scrape = now
                 elapsed = (
+                    f"simulated time now {_simulated(clock)}; "
                     f"running {now - started:.0f} s"
                     + (f" of {duration_s:.0f}" if duration_s else "")
                     + "; Ctrl-C stops"
@@ -271,14 +291,41 @@ def _watch(
 
 
 def _simulate(
-    kafka: dict[str, Any], rate: float, leads: int, seed: int, stop: threading.Event, view: DemoView
+    kafka: dict[str, Any],
+    rate: float,
+    leads: int,
+    seed: int,
+    stop: threading.Event,
+    view: DemoView,
+    clock: Clock,
 ) -> None:
     def progress(stats: SimulationStats) -> None:
         view.sent = stats
 
     view.sent = simulate(
-        kafka, INPUT_TOPICS, rate=rate, seed=seed, leads=leads, stop=stop, progress=progress
+        kafka,
+        INPUT_TOPICS,
+        rate=rate,
+        seed=seed,
+        leads=leads,
+        stop=stop,
+        progress=progress,
+        clock=clock,
+        quiet_spells=True,
     )
+
+
+def _clock_line(clock: Clock, day_seconds: float) -> str:
+    if clock.speed == 1:
+        return "clock: real time"
+    return (
+        f"clock: ACCELERATED, one simulated day every {day_seconds:g} s (events, decay and "
+        "inactivity all run on it); yellow transitions came from time alone"
+    )
+
+
+def _simulated(clock: Clock) -> str:
+    return time.strftime("%b %d %H:%M", time.gmtime(clock()))
 
 
 def _events_consumed(port: int) -> float | None:
@@ -295,7 +342,7 @@ def _events_consumed(port: int) -> float | None:
 
 @contextlib.contextmanager
 def _worker_process(
-    services: Services, port: int, log: IO[str]
+    services: Services, port: int, log: IO[str], clock: Clock
 ) -> Iterator[subprocess.Popen[bytes]]:
     env = {
         **os.environ,
@@ -305,6 +352,10 @@ def _worker_process(
         "LEADSCORE_METRICS_HOST": "127.0.0.1",
         "LEADSCORE_KAFKA_OPTIONS": DEMO_KAFKA_OPTIONS,
         "LEADSCORE_GROUP_ID": "leadscore-demo",
+        # the simulator's clock: the same start and speed read the same time
+        "LEADSCORE_CLOCK_SPEED": str(clock.speed),
+        "LEADSCORE_CLOCK_START": str(round(clock.start_s * 1000)),
+        "LEADSCORE_SWEEP_INTERVAL": "200ms",
     }
     process = subprocess.Popen(
         [sys.executable, "-m", "leadscore", "run"],

@@ -3,9 +3,12 @@
 People of several kinds act over time: buyers with intent (pricing pages, demo requests,
 inbound calls answered by sales, outbound follow-ups, sometimes a purchase), long-term
 researchers, competitors, job seekers, students, bots clicking in bursts, and anonymous
-visitors who may identify themselves later. On top: re-sent duplicates (a producer
-retry), late events and a few malformed messages. `Traffic` is pure and seeded (the clock
-is injectable); `simulate()` sends it to Kafka at a steady rate.
+visitors who may identify themselves later. Each is interested in one of two product lines
+(analytics or automation). With quiet spells, buyers and researchers stop for days or
+weeks now and then (on an accelerated clock, that is when leads cool down). On top:
+re-sent duplicates (a producer retry), late events and a few malformed messages. `Traffic`
+is pure and seeded (the clock is injectable); `simulate()` sends it to Kafka at a steady
+rate.
 """
 
 from __future__ import annotations
@@ -39,6 +42,11 @@ BROWSERS = (
 )
 BOTS = ("Mozilla/5.0 (compatible; Googlebot/2.1)", "python-requests/2.32", "curl/8.5.0")
 CHANNELS = ("organic_search", "paid_search", "social", "email", "directory", "print", "radio", "tv")
+PRODUCTS = ("analytics", "automation")
+DAY_MS = 86_400_000
+# persona -> (chance that an action is followed by a quiet spell, its shortest and longest
+# length in days); only with quiet spells on
+QUIET_SPELLS = {"buyer": (0.08, 5, 45), "researcher": (0.08, 10, 60)}
 
 # persona -> (share of people, actions with weights); an action names a method of `_Acts`
 PERSONAS: dict[str, tuple[float, dict[str, int]]] = {
@@ -96,8 +104,10 @@ class Person:
     anonymous_id: str
     traits: dict[str, str]
     channel: str
+    interest: str = PRODUCTS[0]
     actions: int = 0
     requested: bool = False
+    quiet_until: int = 0  # event time (ms) before which the person does nothing
 
 
 class Traffic:
@@ -112,9 +122,11 @@ class Traffic:
         duplicate_rate: float = 0.01,
         late_rate: float = 0.02,
         malformed_rate: float = 0.003,
+        quiet_spells: bool = False,
     ) -> None:
         self.rng = random.Random(seed)
         self.clock = clock
+        self.quiet_spells = quiet_spells
         self.duplicate_rate = duplicate_rate
         self.late_rate = late_rate
         self.malformed_rate = malformed_rate
@@ -164,11 +176,16 @@ class Traffic:
             anonymous_id=f"anon-{self.rng.getrandbits(48):012x}",
             traits=traits,
             channel=self.rng.choice(CHANNELS),
+            interest=self.rng.choice(PRODUCTS),
         )
 
     def _act(self) -> list[SimulatedMessage]:
-        index = self.rng.randrange(len(self.people))
-        person = self.people[index]
+        now = int(self.clock() * 1000)
+        for _ in range(50):  # someone who is not in a quiet spell
+            index = self.rng.randrange(len(self.people))
+            person = self.people[index]
+            if person.quiet_until <= now:
+                break
         actions = PERSONAS[person.persona][1]
         names = [a for a, w in actions.items() if w]
         if person.persona == "buyer" and person.requested and self.rng.random() < 0.05:
@@ -178,6 +195,10 @@ class Traffic:
         person.actions += 1
         if person.actions > self.rng.randint(15, 60):  # they leave; someone new arrives
             self.people[index] = self._new_person()
+        elif self.quiet_spells and person.persona in QUIET_SPELLS:
+            chance, shortest, longest = QUIET_SPELLS[person.persona]
+            if self.rng.random() < chance:
+                person.quiet_until = now + self.rng.randint(shortest, longest) * DAY_MS
         return list(messages)
 
     # ---- records ----------------------------------------------------------------------------
@@ -261,7 +282,11 @@ class _Acts:
         ]
 
     def visit_product(self, p: Person) -> list[SimulatedMessage]:
-        page = self.rng.choice(["/product", "/product/features", "/case-studies", "/"])
+        """Mostly the product line of interest, sometimes the other one."""
+        line = p.interest if self.rng.random() < 0.8 else self.rng.choice(PRODUCTS)
+        page = self.rng.choice(
+            [f"/product/{line}", f"/product/{line}/features", "/case-studies", "/"]
+        )
         return self._visit(p, page, "Product")
 
     def visit_pricing(self, p: Person) -> list[SimulatedMessage]:
@@ -326,7 +351,7 @@ class _Acts:
         return self._form(
             p,
             self.rng.choice(["demo-request", "quote-request"]),
-            self._business_fields(p),
+            {**self._business_fields(p), "product": p.interest},
             agent=self.rng.random() < 0.2,
         )
 
@@ -436,12 +461,13 @@ def simulate(
     stop: threading.Event | None = None,
     progress: Callable[[SimulationStats], None] | None = None,
     clock: Callable[[], float] = time.time,
+    quiet_spells: bool = False,
 ) -> SimulationStats:
     """Send traffic to `topics` (record type -> topic) at `rate` events/s (<= 0: at once).
 
     Runs until `duration_s`, `limit` or `stop`, then waits for every acknowledgement.
     """
-    traffic = Traffic(seed=seed, leads=leads, clock=clock)
+    traffic = Traffic(seed=seed, leads=leads, clock=clock, quiet_spells=quiet_spells)
     producer = RecordProducer(producer_config)
     stats = SimulationStats()
     stop = stop or threading.Event()

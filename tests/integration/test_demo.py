@@ -2,13 +2,25 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 
 
 def test_the_demo_runs_for_its_duration_and_exits_0() -> None:
     result = subprocess.run(
-        [sys.executable, "-m", "leadscore", "demo", "--duration", "12", "--rate", "200"],
+        [
+            sys.executable,
+            "-m",
+            "leadscore",
+            "demo",
+            "--duration",
+            "15",
+            "--rate",
+            "200",
+            "--day-seconds",
+            "0.5",
+        ],
         capture_output=True,
         text=True,
         timeout=120,
@@ -24,3 +36,10 @@ def test_the_demo_runs_for_its_duration_and_exits_0() -> None:
     summary = [line for line in out.splitlines() if "scored by the worker" in line][-1]
     scored = int(summary.split("scored by the worker")[1].split()[0].replace(",", ""))
     assert scored > 100
+    # 30 simulated days: quiet leads cooled down with no new event, on screen
+    assert "clock: ACCELERATED, one simulated day every 0.5 s" in out
+    counts = re.findall(r"time-driven changes[\s│]*([\d,]+)", out)
+    assert counts
+    assert int(counts[-1].replace(",", "")) > 0
+    assert "after the last event" in out  # a transition whose reason is decay or inactivity
+    assert "analytics" in out or "automation" in out  # category scores in the lead view

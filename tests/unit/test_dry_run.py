@@ -15,7 +15,7 @@ def test_check_model_dry_runs_events_and_rejects_bad_lines() -> None:
     result = CliRunner().invoke(main, ["check-model", "--events", str(EVENTS)])
     assert result.exit_code == 0, result.output
     out = result.output
-    assert "model b2b-1: valid" in out
+    assert "model b2b-2: valid" in out
     assert "line 2: ann: stage visitor -> lead (progressed)" in out
     assert "line 3: ann: stage lead -> active_lead (progressed)" in out
     assert "line 4: bob: stage - -> disqualified (first_event)" in out

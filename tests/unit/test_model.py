@@ -21,7 +21,7 @@ BUNDLED = yaml.safe_load(
 
 def test_the_bundled_model_loads() -> None:
     model = default_model()
-    assert model.version == "b2b-1"
+    assert model.version == "b2b-2"
     assert {r.name for r in model.rules} >= {"pricing_page", "demo_request", "careers_page"}
     assert [s.name for s in model.stages] == [
         "visitor",
@@ -34,6 +34,13 @@ def test_the_bundled_model_loads() -> None:
     ]
     assert model.grade(25, 60) == "A1"
     assert model.grade(0, 0) == "D4"
+    assert [c.name for c in model.categories] == ["analytics", "automation"]
+    assert {r.name for r in model.category_rules} == {
+        "analytics_page",
+        "analytics_request",
+        "automation_page",
+        "automation_request",
+    }
 
     def facts(
         fit: float = 0,

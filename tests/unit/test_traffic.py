@@ -89,3 +89,30 @@ def test_bots_click_in_bursts_with_bot_user_agents() -> None:
     )
     assert bot_clicks
     assert max(bot_clicks.values()) >= 3  # several clicks in the same instant
+
+
+def test_with_quiet_spells_buyers_and_researchers_pause_for_days() -> None:
+    now = [NOW]
+    traffic = Traffic(seed=7, leads=300, clock=lambda: now[0], quiet_spells=True, late_rate=0)
+    last_seen: dict[str, float] = {}
+    gaps = []
+    visits = InputDecoder("Visit", max_clock_skew_ms=0, clock=lambda: now[0])
+    for _ in range(200):  # 200 simulated hours, 100 messages each
+        for message in traffic.next(100):
+            if message.record_type != "Visit" or message.malformed or message.duplicate:
+                continue
+            event = visits(message.value)
+            lead = event.lead_id or event.anonymous_id or ""
+            if lead in last_seen:
+                gaps.append(event.occurred_at - last_seen[lead])
+            last_seen[lead] = event.occurred_at
+        now[0] += 3600
+    assert any(p.quiet_until > NOW * 1000 for p in traffic.people)
+    assert max(gaps) >= 5 * 86_400_000  # someone came back after days of silence
+    # product pages follow each person's interest in a product line
+    urls = Counter(
+        visits(m.value).url.split("/")[4]  # type: ignore[union-attr]
+        for m in traffic.next(3000)
+        if m.record_type == "Visit" and not m.malformed and "/product/" in str(m.value)
+    )
+    assert set(urls) == {"analytics", "automation"}

@@ -43,8 +43,7 @@ import threading
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
-from typing import NamedTuple, TypeVar
+from typing import TypeVar
 
 import redis
 
@@ -64,36 +63,16 @@ from leadscore.kafka.producer import Record, RecordProducer, TransactionalProduc
 from leadscore.kafka.publisher import AtLeastOnce, ExactlyOnce, Publisher
 from leadscore.metrics import Metrics, MetricsServer
 from leadscore.model import Model
-from leadscore.scoring.events import Event, ProfileKey
-from leadscore.scoring.outputs import Output
-from leadscore.scoring.score import advance, score
-from leadscore.scoring.timeline import next_change
+from leadscore.profiles import Positioned, ProfileUpdates, Publication
+from leadscore.scoring.events import ProfileKey
 from leadscore.settings import Settings
-from leadscore.state.encoding import StoredOutput
-from leadscore.state.store import Due, StateStore, Stored, Write
+from leadscore.state.store import Due, StateStore, Stored
 
 log = logging.getLogger(__name__)
 
 MAX_BACKOFF_S = 5.0
 
 T = TypeVar("T")
-
-
-@dataclass(frozen=True, slots=True)
-class Positioned:
-    """A decoded event and the input position it came from."""
-
-    event: Event
-    partition: Partition
-    offset: int
-
-
-class Publication(NamedTuple):
-    """An encoded output; `occurred_at` is None for one published again after a replay."""
-
-    record: Record
-    kind: str
-    occurred_at: int | None
 
 
 class Worker:
@@ -119,6 +98,14 @@ class Worker:
             for t in settings.kafka.input_topics
         }
         self.encode = OutputEncoder(clock)
+        self.updates = ProfileUpdates(
+            model,
+            settings.worker,
+            self.encode,
+            self.metrics,
+            output_topic=settings.kafka.output_topic,
+            input_topics=frozenset(self.decoders),
+        )
         self.positions: dict[Partition, int] = {}  # next offset to process, as committed
         self.event_times: dict[Partition, int] = {}  # newest event time processed
         self.redis_ok = False
@@ -246,12 +233,12 @@ class Worker:
                 stored = self.store.load(todo)
             writes, produced, schedule = [], {}, []
             for profile in todo:
-                write, produced[profile] = self.score_profile(
+                write, produced[profile] = self.updates.on_events(
                     profile, stored[profile], by_profile[profile]
                 )
                 if write is not None:
                     writes.append(write)
-                elif (entry := self.rescheduled(profile, stored[profile])) is not None:
+                elif (entry := self.updates.rescheduled(profile, stored[profile])) is not None:
                     schedule.append(entry)  # a replay repairs an entry a crash left unset
             with self.metrics.redis_call("save"):
                 conflicts = set(self.store.save(writes, schedule))
@@ -262,97 +249,6 @@ class Worker:
                     outputs.extend(publications)
             todo = [p for p in todo if p in conflicts]
         return outputs
-
-    def score_profile(
-        self, profile: ProfileKey, stored: Stored, items: list[Positioned]
-    ) -> tuple[Write | None, list[Publication]]:
-        """Fold the events not yet applied to this profile (above its watermarks), and
-        publish again the kept outputs of those already applied (a replay)."""
-        fresh: list[Positioned] = []
-        replayed: list[Positioned] = []
-        for item in items:
-            applied = item.offset <= stored.watermarks.get(item.partition, -1)
-            (replayed if applied else fresh).append(item)
-        publications = self.republish(profile, stored, replayed)
-        if not fresh:
-            return None, publications
-        result = score(
-            profile,
-            stored.state,
-            (i.event for i in fresh),
-            self.model,
-            memory=self.settings.worker.event_memory,
-        )
-        if result.duplicates:
-            self.metrics.events_skipped.labels("event_id").inc(result.duplicates)
-        if result.speed_to_lead_ms is not None and profile.is_lead:
-            self.metrics.speed_to_lead.observe(result.speed_to_lead_ms / 1000)
-        causes: dict[str, Positioned] = {}
-        watermarks: dict[Partition, int] = {}
-        for item in fresh:
-            causes.setdefault(item.event.event_id, item)
-            watermarks[item.partition] = max(item.offset, watermarks.get(item.partition, -1))
-        # outputs of time-driven changes not yet acknowledged go first, kept with the
-        # first fresh event so that its replay publishes them again
-        first = fresh[0]
-        kept: dict[Partition, list[StoredOutput]] = defaultdict(list)
-        for pending in stored.pending:
-            kept[first.partition].append(pending._replace(cause_offset=first.offset))
-            publications.append(self.publication(profile, pending.kind, pending.value))
-        if profile.is_lead or self.settings.worker.emit_anonymous:
-            for output, by in zip(result.outputs, result.emitted_by, strict=True):
-                cause = causes[by]
-                stored_output = self.encode_output(output, cause.offset)
-                kept[cause.partition].append(stored_output)
-                publications.append(
-                    self.publication(profile, output.kind, stored_output.value, output.occurred_at)
-                )
-        partition = stored.schedule
-        if partition is None or partition[0] not in self.decoders:
-            partition = first.partition
-        due = next_change(result.state, self.model)
-        return Write(
-            profile,
-            stored.version,
-            result.state,
-            watermarks,
-            kept,
-            pending=[] if stored.pending else None,
-            due=Due(profile, partition, due.at if due else None),
-        ), publications
-
-    def rescheduled(self, profile: ProfileKey, stored: Stored) -> Due | None:
-        """The schedule entry of a stored profile, computed from its state."""
-        if stored.state is None or stored.schedule is None:
-            return None
-        due = next_change(stored.state, self.model)
-        return Due(profile, stored.schedule, due.at if due else None)
-
-    def encode_output(self, output: Output, cause_offset: int) -> StoredOutput:
-        _key, value, _headers = self.encode(output)
-        return StoredOutput(cause_offset, output.kind, value)
-
-    def publication(
-        self, profile: ProfileKey, kind: str, value: bytes, occurred_at: int | None = None
-    ) -> Publication:
-        """An output record, keyed by the profile; `occurred_at` for the latency metric."""
-        topic = self.settings.kafka.output_topic
-        headers = [("leadscore-type", kind.encode())]
-        return Publication(Record(topic, profile.id.encode(), value, headers), kind, occurred_at)
-
-    def republish(
-        self, profile: ProfileKey, stored: Stored, replayed: list[Positioned]
-    ) -> list[Publication]:
-        """The kept outputs caused by replayed messages, exactly as first published."""
-        if not replayed:
-            return []
-        self.metrics.events_skipped.labels("watermark").inc(len(replayed))
-        return [
-            self.publication(profile, kept.kind, kept.value)
-            for item in replayed
-            for kept in stored.outputs.get(item.partition, [])
-            if kept.cause_offset == item.offset
-        ]
 
     def count_published(self, outputs: list[Publication]) -> None:
         now = self.clock()
@@ -421,25 +317,17 @@ class Worker:
             profile, found = entry.profile, stored[entry.profile]
             if found.state is None or found.schedule != entry.partition:
                 stale.append(entry)  # expired, erased, or moved to another partition
-                if (right := self.rescheduled(profile, found)) is not None:
+                if (right := self.updates.rescheduled(profile, found)) is not None:
                     schedule.append(right)
                 continue
             if not self.replayed_all(found):
                 continue  # an event of it is about to be replayed: that replay goes first
-            result = advance(profile, found.state, self.model, now)
-            pending = list(found.pending)
-            if profile.is_lead or self.settings.worker.emit_anonymous:
-                pending += [self.encode_output(o, -1) for o in result.outputs]
-            version = found.version
-            if result.outputs:
-                writes.append(
-                    Write(profile, version, result.state, {}, pending=pending, refresh_ttl=False)
-                )
-                version += 1
-            publications[profile] = [self.publication(profile, o.kind, o.value) for o in pending]
-            settled.append((profile, version))
-            due = next_change(result.state, self.model)
-            schedule.append(Due(profile, entry.partition, due.at if due else None))
+            swept = self.updates.on_time(entry, found, now)
+            if swept.write is not None:
+                writes.append(swept.write)
+            publications[profile] = swept.publications
+            settled.append((profile, swept.version))
+            schedule.append(swept.due)
         conflicts = set(self.store.save(writes)) if writes else set()
         self.metrics.state_conflicts.inc(len(conflicts))
         self.store.unschedule(stale)

@@ -14,7 +14,7 @@ from leadscore.errors import KafkaUnavailable
 from leadscore.model import default_model, load_model
 from leadscore.scoring.events import ProfileKey
 from leadscore.scoring.score import advance, score
-from leadscore.scoring.timeline import next_change
+from leadscore.scoring.timeline import Due, next_change
 from leadscore.state.keys import schedule_key, schedule_member
 from leadscore.state.store import StateStore
 from leadscore.worker import Worker
@@ -53,7 +53,8 @@ def time_driven(env: Env, lead: str) -> list[dict[str, Any]]:
 
 
 def active_lead(env: Env, lead: str, t: int) -> None:
-    """A qualified lead (fit 25) with a demo request and an answered inbound call."""
+    """A qualified lead (fit 25) with a demo request at `t` and an answered inbound call a
+    minute later."""
     env.produce(
         [
             (
@@ -74,18 +75,24 @@ def store(env: Env) -> StateStore:
     return StateStore(env.redis, namespace=env.prefix, ttl_ms=0)
 
 
-def test_a_quiet_lead_regresses_at_the_due_time_without_any_event(env: Env) -> None:
+def scored_active_lead(env: Env, lead_id: str, t0: int) -> tuple[ManualClock, ProfileKey, Due]:
+    """A worker on a clock of the test's, an active lead scored, and its next change."""
     clock = ManualClock()
-    t0 = now_ms() - 60_000
-    active_lead(env, "Q1", t0)
+    active_lead(env, lead_id, t0)
     env.start_worker(model=B2B, clock=clock)
-    lead = ProfileKey("lead", "Q1")
+    lead = ProfileKey("lead", lead_id)
     wait_until(lambda: getattr(store(env).read(lead).state, "events", 0) == 2, what="scored")
     state = store(env).read(lead).state
     assert state is not None
     assert state.stage == "active_lead"
     due = next_change(state, B2B)
     assert due is not None
+    return clock, lead, due
+
+
+def test_a_quiet_lead_regresses_at_the_due_time_without_any_event(env: Env) -> None:
+    t0 = now_ms() - 60_000
+    clock, lead, due = scored_active_lead(env, "Q1", t0)
     assert due.cause == "decay"  # engagement ~55 falls below 40 within 30 days
     # the schedule of the partition of the lead's first event holds it, at the due time
     partition = store(env).read(lead).schedule
@@ -122,16 +129,7 @@ def test_a_quiet_lead_regresses_at_the_due_time_without_any_event(env: Env) -> N
 
 
 def test_a_new_event_just_before_the_due_time_prevents_the_change(env: Env) -> None:
-    clock = ManualClock()
-    t0 = now_ms() - 60_000
-    active_lead(env, "Q2", t0)
-    env.start_worker(model=B2B, clock=clock)
-    lead = ProfileKey("lead", "Q2")
-    wait_until(lambda: getattr(store(env).read(lead).state, "events", 0) == 2, what="scored")
-    state = store(env).read(lead).state
-    assert state is not None
-    due = next_change(state, B2B)
-    assert due is not None
+    clock, lead, due = scored_active_lead(env, "Q2", now_ms() - 60_000)
 
     clock.set_ms(due.at - 2)
     pricing = record("Visit", "Q2", occurred_at=due.at - 1, url="https://example.com/pricing")

@@ -1,0 +1,185 @@
+"""What a profile's new events, or the passing of time, make the worker write and publish.
+
+Given a profile as stored and the events of a batch (or the time of a sweep), these steps
+compute the conditional write (state, watermarks, kept outputs, schedule entry) and the
+output records; Redis and Kafka calls stay in the worker.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass
+from typing import NamedTuple
+
+from leadscore.codec import OutputEncoder
+from leadscore.kafka.consumer import Partition
+from leadscore.kafka.producer import Record
+from leadscore.metrics import Metrics
+from leadscore.model import Model
+from leadscore.scoring.events import Event, ProfileKey
+from leadscore.scoring.outputs import Output
+from leadscore.scoring.score import advance, score
+from leadscore.scoring.timeline import next_change
+from leadscore.settings import WorkerSettings
+from leadscore.state.encoding import StoredOutput
+from leadscore.state.store import Due, Stored, Write
+
+
+@dataclass(frozen=True, slots=True)
+class Positioned:
+    """A decoded event and the input position it came from."""
+
+    event: Event
+    partition: Partition
+    offset: int
+
+
+class Publication(NamedTuple):
+    """An encoded output; `occurred_at` is None for one published again after a replay."""
+
+    record: Record
+    kind: str
+    occurred_at: int | None
+
+
+class Swept(NamedTuple):
+    """A due profile after a sweep: its write (None: nothing changed), the outputs to
+    publish (those of earlier sweeps not yet acknowledged first), the version it is at
+    once written, and its next schedule entry."""
+
+    write: Write | None
+    publications: list[Publication]
+    version: int
+    due: Due
+
+
+class ProfileUpdates:
+    """Builds each profile's write and publications; counts what it skips."""
+
+    def __init__(
+        self,
+        model: Model,
+        settings: WorkerSettings,
+        encode: OutputEncoder,
+        metrics: Metrics,
+        *,
+        output_topic: str,
+        input_topics: frozenset[str],
+    ) -> None:
+        self.model = model
+        self.settings = settings
+        self.encode = encode
+        self.metrics = metrics
+        self.output_topic = output_topic
+        self.input_topics = input_topics
+
+    def on_events(
+        self, profile: ProfileKey, stored: Stored, items: list[Positioned]
+    ) -> tuple[Write | None, list[Publication]]:
+        """Fold the events not yet applied to this profile (above its watermarks), and
+        publish again the kept outputs of those already applied (a replay)."""
+        fresh: list[Positioned] = []
+        replayed: list[Positioned] = []
+        for item in items:
+            applied = item.offset <= stored.watermarks.get(item.partition, -1)
+            (replayed if applied else fresh).append(item)
+        publications = self.republish(profile, stored, replayed)
+        if not fresh:
+            return None, publications
+        result = score(
+            profile,
+            stored.state,
+            (i.event for i in fresh),
+            self.model,
+            memory=self.settings.event_memory,
+        )
+        if result.duplicates:
+            self.metrics.events_skipped.labels("event_id").inc(result.duplicates)
+        if result.speed_to_lead_ms is not None and profile.is_lead:
+            self.metrics.speed_to_lead.observe(result.speed_to_lead_ms / 1000)
+        causes: dict[str, Positioned] = {}
+        watermarks: dict[Partition, int] = {}
+        for item in fresh:
+            causes.setdefault(item.event.event_id, item)
+            watermarks[item.partition] = max(item.offset, watermarks.get(item.partition, -1))
+        # outputs of time-driven changes not yet acknowledged go first, kept with the
+        # first fresh event so that its replay publishes them again
+        first = fresh[0]
+        kept: dict[Partition, list[StoredOutput]] = defaultdict(list)
+        for pending in stored.pending:
+            kept[first.partition].append(pending._replace(cause_offset=first.offset))
+            publications.append(self.publication(profile, pending.kind, pending.value))
+        if profile.is_lead or self.settings.emit_anonymous:
+            for output, by in zip(result.outputs, result.emitted_by, strict=True):
+                cause = causes[by]
+                stored_output = self.encode_output(output, cause.offset)
+                kept[cause.partition].append(stored_output)
+                publications.append(
+                    self.publication(profile, output.kind, stored_output.value, output.occurred_at)
+                )
+        partition = stored.schedule
+        if partition is None or partition[0] not in self.input_topics:
+            partition = first.partition
+        due = next_change(result.state, self.model)
+        return Write(
+            profile,
+            stored.version,
+            result.state,
+            watermarks,
+            kept,
+            pending=[] if stored.pending else None,
+            due=Due(profile, partition, due.at if due else None),
+        ), publications
+
+    def rescheduled(self, profile: ProfileKey, stored: Stored) -> Due | None:
+        """The schedule entry of a stored profile, computed from its state."""
+        if stored.state is None or stored.schedule is None:
+            return None
+        due = next_change(stored.state, self.model)
+        return Due(profile, stored.schedule, due.at if due else None)
+
+    def encode_output(self, output: Output, cause_offset: int) -> StoredOutput:
+        _key, value, _headers = self.encode(output)
+        return StoredOutput(cause_offset, output.kind, value)
+
+    def publication(
+        self, profile: ProfileKey, kind: str, value: bytes, occurred_at: int | None = None
+    ) -> Publication:
+        """An output record, keyed by the profile; `occurred_at` for the latency metric."""
+        topic = self.output_topic
+        headers = [("leadscore-type", kind.encode())]
+        return Publication(Record(topic, profile.id.encode(), value, headers), kind, occurred_at)
+
+    def republish(
+        self, profile: ProfileKey, stored: Stored, replayed: list[Positioned]
+    ) -> list[Publication]:
+        """The kept outputs caused by replayed messages, exactly as first published."""
+        if not replayed:
+            return []
+        self.metrics.events_skipped.labels("watermark").inc(len(replayed))
+        return [
+            self.publication(profile, kept.kind, kept.value)
+            for item in replayed
+            for kept in stored.outputs.get(item.partition, [])
+            if kept.cause_offset == item.offset
+        ]
+
+    def on_time(self, entry: Due, stored: Stored, now: int) -> Swept:
+        """Apply the time-driven changes due by `now` to a scheduled profile."""
+        assert stored.state is not None
+        profile = entry.profile
+        result = advance(profile, stored.state, self.model, now)
+        pending = list(stored.pending)
+        if profile.is_lead or self.settings.emit_anonymous:
+            pending += [self.encode_output(o, -1) for o in result.outputs]
+        write, version = None, stored.version
+        if result.outputs:
+            write = Write(profile, version, result.state, {}, pending=pending, refresh_ttl=False)
+            version += 1
+        due = next_change(result.state, self.model)
+        return Swept(
+            write,
+            [self.publication(profile, o.kind, o.value) for o in pending],
+            version,
+            Due(profile, entry.partition, due.at if due else None),
+        )

@@ -15,6 +15,8 @@ from leadscore.model.conditions import (
 )
 from leadscore.scoring.events import Event, EventType
 
+FIT_MEMORY = 50_000  # attribute sets whose fit is remembered
+
 
 @dataclass(frozen=True, slots=True)
 class Rule:
@@ -80,11 +82,12 @@ class Stage:
     conditions: tuple[StageCondition, ...] = field(default=(), repr=False)
     keep: bool = False
     when: str = ""
+    # how the conditions that time alone can flip do so
+    timers: tuple[Timer, ...] = field(init=False, repr=False, compare=False)
 
-    @property
-    def timers(self) -> tuple[Timer, ...]:
-        """How the conditions that time alone can flip do so."""
-        return tuple(c.timer for c in self.conditions if c.timer is not None)
+    def __post_init__(self) -> None:
+        timers = tuple(c.timer for c in self.conditions if c.timer is not None)
+        object.__setattr__(self, "timers", timers)
 
     def holds_without_time(self, facts: LeadFacts) -> bool:
         """The conditions that time cannot change hold (a stage that fails one of them
@@ -151,6 +154,8 @@ class Model:
         default_factory=dict, repr=False, compare=False
     )
     _categories: Mapping[str, Category] = field(default_factory=dict, repr=False, compare=False)
+    _changes_with_time: bool = field(default=False, repr=False, compare=False)
+    _fits: dict[tuple[tuple[str, str], ...], Fit] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         every = self.rules + self.category_rules
@@ -158,6 +163,14 @@ class Model:
         by_type = {t: tuple(r for r in every if r.types is None or t in r.types) for t in EventType}
         object.__setattr__(self, "_by_type", by_type)
         object.__setattr__(self, "_categories", {c.name: c for c in self.categories})
+        timed = any(s.timers for s in self.stages) or any(c.levels for c in self.categories)
+        object.__setattr__(self, "_changes_with_time", timed)
+        object.__setattr__(self, "_fits", {})  # never shared by a copy with other fit rules
+
+    @property
+    def changes_with_time(self) -> bool:
+        """Some stage condition or category level can change with time alone."""
+        return self._changes_with_time
 
     def rules_for(self, event: Event) -> tuple[Rule, ...]:
         """The rules that can match an event of this type, in model order (engagement
@@ -179,14 +192,23 @@ class Model:
         return any(all(c(event, frozenset()) for c in when) for when in self.responses)
 
     def fit(self, attributes: Mapping[str, str]) -> Fit:
-        """Fit is a pure function of the lead's known attributes (and `email_domain`)."""
-        attributes = with_derived(attributes)
-        matched = [r for r in self.fit_rules if r.condition(attributes)]
-        return Fit(
+        """Fit is a pure function of the lead's known attributes (and `email_domain`),
+        remembered for the attribute sets seen last (a lead's rarely change)."""
+        key = tuple(attributes.items())
+        known = self._fits.get(key)
+        if known is not None:
+            return known
+        derived = with_derived(attributes)
+        matched = [r for r in self.fit_rules if r.condition(derived)]
+        fit = Fit(
             points=sum((r.points for r in matched), 0.0),
             by_rule=tuple((r.name, r.points) for r in matched),
             tags=frozenset(t for r in matched for t in r.tags),
         )
+        if len(self._fits) >= FIT_MEMORY:
+            self._fits.clear()
+        self._fits[key] = fit
+        return fit
 
     def grade(self, fit: float, engagement: float) -> str:
         """Combined grade: fit band letter then engagement band digit, e.g. `B2`."""

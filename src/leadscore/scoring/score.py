@@ -97,8 +97,8 @@ def _advance(
     profile: ProfileKey, state: LeadState, model: Model, until: int, result: Scored, by: str
 ) -> None:
     for _ in range(MAX_CHANGES):
-        due = next_change(state, model)
-        if due is None or due.at > until:
+        due = next_change(state, model, until)
+        if due is None:
             return
         _move_clock(state, model, due.at)
         outputs = _outputs(profile, state, Cause.due(due.at, due.cause), model)

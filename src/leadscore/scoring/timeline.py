@@ -29,11 +29,13 @@ class Due:
     cause: str  # INACTIVITY or DECAY
 
 
-def lead_facts(state: LeadState, model: Model, at: int | None = None) -> tuple[LeadFacts, Fit]:
+def lead_facts(
+    state: LeadState, model: Model, at: int | None = None, fit: Fit | None = None
+) -> tuple[LeadFacts, Fit]:
     """What stage conditions test, at time `at` (default: the lead's clock, `as_of`), with
-    no event after the state's."""
+    no event after the state's; `fit` if already computed (it does not change with time)."""
     t = state.as_of if at is None else at
-    fit = model.fit(state.attribute_values())
+    fit = fit or model.fit(state.attribute_values())
     engagement = state.engagement * decay_factor(t - state.as_of, model.half_life_ms)
     engagement += state.fixed
     categories = {
@@ -55,17 +57,20 @@ def lead_facts(state: LeadState, model: Model, at: int | None = None) -> tuple[L
     return facts, fit
 
 
-def situation(state: LeadState, model: Model, at: int | None = None) -> tuple[object, ...]:
+def situation(
+    state: LeadState, model: Model, at: int | None = None, fit: Fit | None = None
+) -> tuple[object, ...]:
     """What a time-driven change changes: the stage and every category's level."""
-    facts, _ = lead_facts(state, model, at)
+    facts, _ = lead_facts(state, model, at, fit)
     levels = tuple(c.level(facts.categories.get(c.name, 0.0)) for c in model.categories)
     return (model.stage(facts, state.kept).name, *levels)
 
 
-def next_change(state: LeadState, model: Model) -> Due | None:
-    """The first time after `as_of` at which, with no new event, the lead's stage or a
-    category level would change; None if waiting changes neither."""
-    if state.events == 0:
+def next_change(state: LeadState, model: Model, until: int | None = None) -> Due | None:
+    """The first time after `as_of` (and at or before `until`, if given) at which, with
+    no new event, the lead's stage or a category level would change; None if waiting
+    changes neither."""
+    if state.events == 0 or not model.changes_with_time:
         return None
     facts, fit = lead_facts(state, model)
     timers: list[Timer] = []
@@ -77,13 +82,17 @@ def next_change(state: LeadState, model: Model) -> Due | None:
     for category in model.categories:
         if category.name in state.categories:
             timers += category.timers
-    candidates = sorted({c for timer in timers for c in _flips(timer, state, model, fit)})
-    candidates = [c for c in candidates if c[0] > state.as_of]
+    last = until if until is not None else math.inf
+    candidates = sorted(
+        c
+        for c in {c for timer in timers for c in _flips(timer, state, model, fit)}
+        if state.as_of < c[0] <= last
+    )
     if not candidates:
         return None
-    now = situation(state, model)
+    now = situation(state, model, fit=fit)
     for at, cause in candidates:
-        if situation(state, model, at) != now:
+        if situation(state, model, at, fit) != now:
             return Due(at, cause)
     return None
 

@@ -1,0 +1,108 @@
+"""State size per lead: the default model with and without its categories.
+
+Runs simulated traffic (quiet spells on, so leads span weeks of event time) through the
+pure scoring core with the bundled model, and again with its categories removed, then
+prints the encoded state's size per profile (what `s` in a profile's hash holds) and,
+written to a real Redis, `MEMORY USAGE` of a hash holding just that state and its version.
+The worker's hash also keeps a watermark and the last outputs per input partition (the
+performance issue counts those too).
+
+    python bench/state_size.py --events 200000 --leads 20000
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import redis
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from leadscore.codec import InputDecoder
+from leadscore.embedded import embedded_redis
+from leadscore.errors import InvalidEvent
+from leadscore.model import Model, default_model
+from leadscore.scoring.events import ProfileKey
+from leadscore.scoring.score import score
+from leadscore.scoring.state import LeadState
+from leadscore.simulate import Traffic
+from leadscore.state.encoding import encode_state
+
+DAY_S = 86_400
+
+
+def fold(model: Model, events: int, leads: int, speed: float) -> dict[ProfileKey, LeadState]:
+    """Every profile's state after `events` simulated events, a clock `speed` times fast."""
+    now = [1_800_000_000.0]
+    traffic = Traffic(seed=1, leads=leads, clock=lambda: now[0], quiet_spells=True)
+    decoders: dict[str, InputDecoder] = {}
+    states: dict[ProfileKey, LeadState] = {}
+    step = 1000
+    for _ in range(events // step):
+        for message in traffic.next(step):
+            decode = decoders.setdefault(
+                message.record_type,
+                InputDecoder(message.record_type, max_clock_skew_ms=300_000, clock=lambda: now[0]),
+            )
+            try:
+                event = decode(message.value)
+            except InvalidEvent:
+                continue
+            profile = event.profile_key
+            states[profile] = score(profile, states.get(profile), [event], model).state
+        now[0] += step / 150 * speed  # 150 events per real second, as in the demo
+    return states
+
+
+def report(name: str, states: dict[ProfileKey, LeadState], client: redis.Redis) -> None:
+    sizes = sorted(len(encode_state(s)) for s in states.values())
+    pipe = client.pipeline(transaction=False)
+    for i, state in enumerate(states.values()):
+        pipe.hset(f"{name}:{i}", mapping={"v": 1, "s": encode_state(state)})
+    pipe.execute()
+    sample = list(range(0, len(states), max(1, len(states) // 2000)))
+    memory = [int(client.memory_usage(f"{name}:{i}") or 0) for i in sample]
+    with_categories = sum(1 for s in states.values() if s.categories)
+    print(
+        f"{name:>20}: {len(states):,} profiles ({with_categories:,} with category scores); "
+        f"encoded state mean {statistics.fmean(sizes):,.0f} B, median "
+        f"{sizes[len(sizes) // 2]:,} B, p99 {sizes[int(len(sizes) * 0.99)]:,} B; "
+        f"Redis MEMORY USAGE mean {statistics.fmean(memory):,.0f} B"
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--events", type=int, default=200_000)
+    parser.add_argument("--leads", type=int, default=20_000)
+    parser.add_argument(
+        "--day-seconds", type=float, default=1.0, help="real seconds per simulated day"
+    )
+    args = parser.parse_args()
+    with_categories = default_model()
+    without = dataclasses.replace(with_categories, categories=(), category_rules=())
+    started = time.monotonic()
+    with embedded_redis() as url:
+        client = redis.Redis.from_url(url)
+        speed = DAY_S / args.day_seconds
+        a = fold(with_categories, args.events, args.leads, speed)
+        b = fold(without, args.events, args.leads, speed)  # the same traffic
+        report("two categories", a, client)
+        report("no categories", b, client)
+    extra = [len(encode_state(s)) - len(encode_state(b[p])) for p, s in a.items()]
+    scored = [len(encode_state(s)) - len(encode_state(b[p])) for p, s in a.items() if s.categories]
+    print(
+        f"two categories cost {statistics.fmean(extra):,.0f} B per profile on average; "
+        f"{statistics.fmean(scored):,.0f} B per profile with category scores "
+        f"({statistics.fmean(len(s.categories) for s in a.values() if s.categories):.2f} "
+        f"categories each); {time.monotonic() - started:.0f} s"
+    )
+
+
+if __name__ == "__main__":
+    main()

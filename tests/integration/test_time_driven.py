@@ -15,7 +15,7 @@ from leadscore.model import default_model, load_model
 from leadscore.scoring.events import ProfileKey
 from leadscore.scoring.score import advance, score
 from leadscore.scoring.timeline import Due, next_change
-from leadscore.state.keys import schedule_key, schedule_member
+from leadscore.state.keys import profile_key, schedule_key, schedule_member
 from leadscore.state.store import StateStore
 from leadscore.worker import Worker
 from tests.integration.conftest import (
@@ -301,3 +301,19 @@ def test_a_sweep_lost_before_publishing_is_published_by_the_next(env: Env) -> No
     assert ids[2:] == expected  # after the call's own two outputs: the lost ones, once
     assert store(env).read(lead).pending == []
     assert store(env).read(lead).state.stage == "visitor"  # type: ignore[union-attr]
+
+
+def test_an_expired_or_erased_lead_leaves_the_schedule(env: Env) -> None:
+    clock, lead, due = scored_active_lead(env, "X1", now_ms() - 60_000)
+    partition = store(env).read(lead).schedule
+    assert partition is not None
+    schedule = schedule_key(env.prefix, *partition)
+    assert env.redis.zscore(schedule, schedule_member(lead)) == due.at
+    env.redis.delete(profile_key(env.prefix, lead))  # what expiry or erasure leaves
+    clock.set_ms(due.at + DAY)
+    wait_until(
+        lambda: env.redis.zscore(schedule, schedule_member(lead)) is None,
+        what="the entry removed",
+    )
+    assert time_driven(env, "X1") == []
+    assert not env.redis.exists(profile_key(env.prefix, lead))  # not brought back

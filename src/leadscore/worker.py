@@ -281,8 +281,7 @@ class Worker:
                 entries = self.store.due(owned, now, limit)
                 overdue = now - (entries[0].at or now) if entries else 0
                 self.metrics.sweep_overdue.set(overdue / 1000)
-                if entries:
-                    self._sweep(entries, now)
+                swept = self._sweep(entries, now) if entries else 0
         except StateUnavailable as exc:
             self.redis_ok = False
             log.warning("sweep skipped: %s", exc)
@@ -290,7 +289,7 @@ class Worker:
         except (KafkaUnavailable, DeliveryFailed, PartitionsLost) as exc:
             log.warning("sweep not published (%s); the next sweep publishes it again", exc)
             return False
-        return len(entries) == limit
+        return len(entries) == limit and swept > 0
 
     def sweep_horizon(self, owned: list[Partition], now: int) -> int | None:
         """How far a sweep may move the leads' clocks: to now, but not past the newest
@@ -309,19 +308,23 @@ class Worker:
             horizon = min(horizon, seen)
         return horizon
 
-    def _sweep(self, entries: list[Due], now: int) -> None:
+    def _sweep(self, entries: list[Due], now: int) -> int:
+        """Sweep due entries; returns how many were handled (not left for a replay)."""
         stored = self.store.load([e.profile for e in entries])
         writes, settled, schedule, stale = [], [], [], []
+        left = 0
         publications: dict[ProfileKey, list[Publication]] = {}
         for entry in entries:
             profile, found = entry.profile, stored[entry.profile]
             if found.state is None or found.schedule != entry.partition:
-                stale.append(entry)  # expired, erased, or moved to another partition
+                # expired, erased, or scheduled in another partition
+                stale.append(entry._replace(at=None))
                 if (right := self.updates.rescheduled(profile, found)) is not None:
-                    schedule.append(right)
+                    stale.append(right)
                 continue
             if not self.replayed_all(found):
-                continue  # an event of it is about to be replayed: that replay goes first
+                left += 1  # an event of it is about to be replayed: that replay goes first
+                continue
             swept = self.updates.on_time(entry, found, now)
             if swept.write is not None:
                 writes.append(swept.write)
@@ -330,7 +333,7 @@ class Worker:
             schedule.append(swept.due)
         conflicts = set(self.store.save(writes)) if writes else set()
         self.metrics.state_conflicts.inc(len(conflicts))
-        self.store.unschedule(stale)
+        self.store.schedule(stale)
         # a profile in conflict was written meanwhile (by an event): that write took over
         # its pending outputs and rescheduled it
         published = [
@@ -344,6 +347,7 @@ class Worker:
             [s for s in settled if s[0] not in conflicts],
             [e for e in schedule if e.profile not in conflicts],
         )
+        return len(entries) - left
 
     def replayed_all(self, stored: Stored) -> bool:
         """No owned partition will replay an event whose outputs are kept with the profile

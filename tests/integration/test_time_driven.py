@@ -317,3 +317,21 @@ def test_an_expired_or_erased_lead_leaves_the_schedule(env: Env) -> None:
     )
     assert time_driven(env, "X1") == []
     assert not env.redis.exists(profile_key(env.prefix, lead))  # not brought back
+
+
+def test_a_stale_entry_in_another_partition_is_dropped_and_the_right_one_kept(
+    env: Env,
+) -> None:
+    """The schedule is an index checked against the state: an entry left in a schedule
+    the lead is not in (its topics were reconfigured, a crash) changes nothing."""
+    clock, lead, due = scored_active_lead(env, "M1", now_ms() - 60_000)
+    partition = store(env).read(lead).schedule
+    assert partition is not None
+    right = schedule_key(env.prefix, *partition)
+    other = (env.topic("clicks"), 0)
+    wrong = schedule_key(env.prefix, *other)
+    env.redis.zadd(wrong, {schedule_member(lead): due.at - DAY})
+    clock.set_ms(due.at - DAY // 2)
+    wait_until(lambda: env.redis.zscore(wrong, schedule_member(lead)) is None, what="dropped")
+    assert env.redis.zscore(right, schedule_member(lead)) == due.at
+    assert time_driven(env, "M1") == []

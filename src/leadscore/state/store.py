@@ -172,10 +172,11 @@ class StateStore:
         self._schedule(pipe, [e for e in schedule if e.profile in settled])
         self._execute(pipe)
 
-    def unschedule(self, entries: Sequence[Due]) -> None:
-        """Remove stale schedule entries (the profile expired, or is scheduled elsewhere)."""
+    def schedule(self, entries: Sequence[Due]) -> None:
+        """Set schedule entries as they are (`at` None removes one): for stale entries,
+        whose profile expired or is scheduled in another partition."""
         pipe = self._client.pipeline(transaction=False)
-        self._schedule(pipe, [e._replace(at=None) for e in entries])
+        self._schedule(pipe, entries)
         self._execute(pipe)
 
     def _schedule(self, pipe: Any, entries: Sequence[Due]) -> None:

@@ -204,8 +204,14 @@ class Env:
         return handle
 
     def produce(self, messages: list[tuple[str, bytes | None, bytes]]) -> None:
-        """(topic, key, value) records, in order, acknowledged before returning."""
-        producer = Producer({"bootstrap.servers": self.services.bootstrap_servers})
+        """(topic, key, value) records, in order, acknowledged before returning.
+
+        Idempotent: a retried request (a partition of a new topic without its leader yet)
+        cannot land behind the ones sent after it.
+        """
+        producer = Producer(
+            {"bootstrap.servers": self.services.bootstrap_servers, "enable.idempotence": True}
+        )
         for topic, key, value in messages:
             producer.produce(topic, value=value, key=key)
         assert producer.flush(30) == 0

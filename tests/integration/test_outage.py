@@ -22,6 +22,8 @@ from tests.integration.conftest import (
     assert_counted_once,
     committed_all,
     wait_until,
+    worker_environment,
+    worker_process,
 )
 from tests.models import simple_model
 
@@ -64,3 +66,44 @@ def test_a_redis_outage_pauses_the_worker_and_loses_nothing(env: Env) -> None:
         counted = assert_counted_once(StateStore(client, namespace=env.prefix, ttl_ms=0), sent)
         client.close()
         assert counted > 500
+
+
+def test_sigterm_during_an_outage_stops_within_the_deadline_and_loses_nothing(
+    env: Env,
+) -> None:
+    """The batch in hand cannot be written: SIGTERM gives it the shutdown timeout, then the
+    worker exits without committing it; the next worker processes it, once."""
+    with embedded_redis() as url:
+        port = url.rsplit(":", 1)[1].split("/")[0]
+        pid = int(subprocess.check_output(["pgrep", "-f", f"127.0.0.1:{port}"]).split()[0])
+        environment = worker_environment(env, redis_url=url, shutdown_timeout="3s")
+        sent = Traffic(seed=9, leads=50, late_rate=0, malformed_rate=0).next(300)
+        first = worker_process(environment)
+        try:
+            env.produce([(env.input_topics[m.record_type], m.key, m.value) for m in sent[:100]])
+            committed_all(env, sent[:100])
+            os.kill(pid, signal.SIGSTOP)
+            env.produce([(env.input_topics[m.record_type], m.key, m.value) for m in sent[100:]])
+            time.sleep(3)  # the worker takes the batch and waits for Redis
+            started = time.monotonic()
+            first.send_signal(signal.SIGTERM)
+            output, _ = first.communicate(timeout=60)
+            stopped_after = time.monotonic() - started
+        finally:
+            os.kill(pid, signal.SIGCONT)
+            if first.poll() is None:
+                first.kill()
+        assert stopped_after < 3 + 10  # the shutdown timeout, then leaving the group
+        print(f"\nSIGTERM during a Redis outage: stopped after {stopped_after:.1f} s")
+        assert first.returncode != 0  # the batch was not finished: it says so
+        assert "within the shutdown timeout" in output
+        second = worker_process(environment)
+        try:
+            committed_all(env, sent)
+        finally:
+            second.send_signal(signal.SIGTERM)
+            assert second.wait(30) == 0
+        client = redis.Redis.from_url(url)
+        counted = assert_counted_once(StateStore(client, namespace=env.prefix, ttl_ms=0), sent)
+        client.close()
+        assert counted == len({m.value for m in sent if not m.duplicate})

@@ -1,5 +1,5 @@
-"""Three workers share eight partitions per topic; one is killed midway. The others take
-its partitions over, and every lead ends as the pure core says it must."""
+"""Workers share eight partitions per topic: a third joins mid-stream, then one is killed.
+The others take its partitions over, and every lead ends as the pure core says it must."""
 
 from __future__ import annotations
 
@@ -92,9 +92,12 @@ def test_three_workers_one_killed_midway(services: Services, tmp_path: Path) -> 
             env, batch_size="100", log_level="WARNING", clock_speed="0", clock_start=str(CLOCK)
         )
         log = (tmp_path / "workers.log").open("w")
-        workers = [worker_process(variables, log) for _ in range(3)]
+        workers = [worker_process(variables, log) for _ in range(2)]
         try:
-            wait_until(lambda: committed(env) > EVENTS // 4, timeout_s=120, what="a quarter")
+            # a third joins mid-stream: partitions move while batches are in flight
+            wait_until(lambda: committed(env) > EVENTS // 8, timeout_s=120, what="an eighth")
+            workers.append(worker_process(variables, log))
+            wait_until(lambda: committed(env) > EVENTS // 3, timeout_s=120, what="a third")
             killed_at = committed(env)
             workers[0].kill()
             workers[0].wait()

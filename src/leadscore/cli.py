@@ -237,7 +237,9 @@ def main() -> None:
     "--shutdown-timeout",
     default="30s",
     show_default=True,
-    help="On SIGTERM, how long to wait for the batch in hand to be published.",
+    help="On SIGTERM, how long (from the signal) to wait for the batch in hand to be "
+    "written and published; after it the worker exits without committing the batch, which "
+    "is processed again after a restart.",
 )
 @option(
     "--sweep-interval",
@@ -278,9 +280,9 @@ def run(**o: Any) -> None:
     """Run the scoring worker until SIGTERM or Ctrl-C."""
     _configure_logging(o["log_level"])
     settings, model = _worker_settings(o)
-    from leadscore.worker import Worker
+    from leadscore.worker import StopRequest, Worker
 
-    stop = threading.Event()
+    stop = StopRequest()
     _stop_on_signals(stop)
     logging.getLogger("leadscore").info(
         "leadscore %s: model %s, group %s", __version__, model.version, settings.kafka.group_id

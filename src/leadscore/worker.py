@@ -75,6 +75,18 @@ MAX_BACKOFF_S = 5.0
 T = TypeVar("T")
 
 
+class StopRequest(threading.Event):
+    """A stop request that remembers when it was made: the shutdown timeout runs from it,
+    even while a call that blocks (Redis unreachable) delays noticing it."""
+
+    at: float | None = None
+
+    def set(self) -> None:
+        if self.at is None:
+            self.at = time.monotonic()
+        super().set()
+
+
 class Worker:
     """Consumes, scores, persists and publishes until `stop` is set."""
 
@@ -141,8 +153,9 @@ class Worker:
                 server.start()
                 stack.callback(server.stop)
                 log.info("metrics on http://%s:%d/metrics", s.metrics.host, server.port)
+            # a short timeout: a call in flight when SIGTERM comes delays the shutdown by it
             client = redis.Redis.from_url(
-                s.redis.url.value, socket_timeout=5, socket_connect_timeout=2
+                s.redis.url.value, socket_timeout=2, socket_connect_timeout=2
             )
             stack.callback(client.close)
             self.store = StateStore(
@@ -389,8 +402,9 @@ class Worker:
         if self.stop.is_set():
             now = time.monotonic()
             if self._give_up_at is None:
-                self._give_up_at = now + self.settings.worker.shutdown_timeout_s
-            elif now > self._give_up_at:
+                asked = getattr(self.stop, "at", None) or now  # a StopRequest knows when
+                self._give_up_at = asked + self.settings.worker.shutdown_timeout_s
+            if now > self._give_up_at:
                 raise LeadscoreError(
                     "stopping: the batch in hand could not be finished within the shutdown "
                     "timeout; it is processed again after a restart"

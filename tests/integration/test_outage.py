@@ -93,7 +93,9 @@ def test_sigterm_during_an_outage_stops_within_the_deadline_and_loses_nothing(
             os.kill(pid, signal.SIGCONT)
             if first.poll() is None:
                 first.kill()
-        assert stopped_after < 3 + 10  # the shutdown timeout, then leaving the group
+        # the shutdown timeout runs from the signal, even though a Redis call was in flight
+        # (at most its 2 s socket timeout more), then the group is left
+        assert stopped_after < 3 + 2 + 2
         print(f"\nSIGTERM during a Redis outage: stopped after {stopped_after:.1f} s")
         assert first.returncode != 0  # the batch was not finished: it says so
         assert "within the shutdown timeout" in output

@@ -21,7 +21,6 @@ from leadscore.codec import decode_output
 from leadscore.scoring.events import ProfileKey
 from leadscore.state.store import StateStore
 from tests.integration.conftest import (
-    RECORD_TYPES,
     Env,
     Services,
     broker_kind,
@@ -32,7 +31,8 @@ from tests.integration.conftest import (
     worker_environment,
     worker_process,
 )
-from tests.records import encoded, now_ms
+from tests.integration.workloads import one_topic_per_lead
+from tests.records import now_ms
 
 LEADS = 5_000
 EVENTS = 50_000
@@ -47,17 +47,9 @@ CLOCK = START + EVENTS * SPACING_MS + 60_000
 def workload(seed: int = 11) -> list[tuple[str, str, bytes]]:
     """(topic kind, lead, value): every lead on one topic, event times increasing; the
     same bytes for the reference run and the runs under test."""
-    rng = random.Random(seed)
-    kinds = list(RECORD_TYPES)
-    events = []
-    for i in range(EVENTS):
-        lead = rng.randrange(LEADS)
-        kind = kinds[lead % 4]
-        value = encoded(
-            RECORD_TYPES[kind], f"L{lead}", event_id=f"e{i}", occurred_at=START + i * SPACING_MS
-        )
-        events.append((kind, f"L{lead}", value))
-    return events
+    return one_topic_per_lead(
+        events=EVENTS, leads=LEADS, prefix="L", start=START, spacing_ms=SPACING_MS, seed=seed
+    )
 
 
 def load(env: Env) -> dict[str, int]:

@@ -4,23 +4,20 @@ offset) and a consumer replay from the beginning leave every lead as it was."""
 from __future__ import annotations
 
 import random
-from collections import defaultdict
 
 from confluent_kafka import Consumer, TopicPartition
 
-from leadscore.codec import InputDecoder, decode_output
-from leadscore.scoring.events import Event, ProfileKey
-from leadscore.scoring.score import advance, score
+from leadscore.codec import decode_output
+from leadscore.scoring.events import ProfileKey
 from leadscore.state.store import StateStore
 from tests.integration.conftest import (
-    RECORD_TYPES,
     Env,
     read_all,
     schedule_drained,
     wait_until,
 )
-from tests.models import simple_model
-from tests.records import encoded, now_ms
+from tests.integration.workloads import one_topic_per_lead, pure_outcome
+from tests.records import now_ms
 
 LEADS = 1_000
 EVENTS = 10_000
@@ -33,36 +30,13 @@ def workload() -> tuple[list[tuple[str, str, bytes]], int]:
     """Each lead on one topic, in time order; DUPLICATES earlier records re-produced later
     in the stream (a producer's retry). Returns the records and how many are unique."""
     rng = random.Random(8)
-    kinds = list(RECORD_TYPES)
-    records: list[tuple[str, str, bytes]] = []
-    for i in range(EVENTS):
-        lead = rng.randrange(LEADS)
-        kind = kinds[lead % 4]
-        value = encoded(
-            RECORD_TYPES[kind], f"R{lead}", event_id=f"r{i}", occurred_at=START + i * 100
-        )
-        records.append((kind, f"R{lead}", value))
+    records = one_topic_per_lead(
+        events=EVENTS, leads=LEADS, prefix="R", start=START, spacing_ms=100, seed=8
+    )
     for _ in range(DUPLICATES):
         at = rng.randrange(1, len(records))
         records.insert(at + rng.randrange(len(records) - at + 1), records[rng.randrange(at)])
     return records, EVENTS
-
-
-def expected(records: list[tuple[str, str, bytes]]) -> dict[ProfileKey, object]:
-    """Each lead's state from its distinct events only, swept up to the clock."""
-    decoders = {rt: InputDecoder(rt, max_clock_skew_ms=300_000) for rt in RECORD_TYPES.values()}
-    by_lead: dict[ProfileKey, list[Event]] = defaultdict(list)
-    seen: set[str] = set()
-    for kind, _lead, value in records:
-        event = decoders[RECORD_TYPES[kind]](value)
-        if event.event_id not in seen:
-            seen.add(event.event_id)
-            by_lead[event.profile_key].append(event)
-    model = simple_model()
-    return {
-        lead: advance(lead, score(lead, None, events, model).state, model, CLOCK).state
-        for lead, events in by_lead.items()
-    }
 
 
 def committed(env: Env) -> int:
@@ -86,7 +60,7 @@ def rewind(env: Env) -> None:
 def test_duplicates_and_a_replay_from_the_beginning_change_no_score(env: Env) -> None:
     records, _unique = workload()
     env.produce([(env.topic(kind), lead.encode(), value) for kind, lead, value in records])
-    reference = expected(records)
+    _ids, reference = pure_outcome(records, CLOCK)  # the core drops the copies itself
     store = StateStore(env.redis, namespace=env.prefix, ttl_ms=0)
 
     def states() -> dict[ProfileKey, object]:

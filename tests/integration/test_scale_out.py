@@ -3,19 +3,14 @@ The others take its partitions over, and every lead ends as the pure core says i
 
 from __future__ import annotations
 
-import random
 import time
-from collections import defaultdict
 from pathlib import Path
 
 from confluent_kafka import Consumer, TopicPartition
 
-from leadscore.codec import InputDecoder, decode_output
-from leadscore.scoring.events import Event, ProfileKey
-from leadscore.scoring.score import advance, score
+from leadscore.codec import decode_output
 from leadscore.state.store import StateStore
 from tests.integration.conftest import (
-    RECORD_TYPES,
     Env,
     Services,
     isolated_env,
@@ -25,29 +20,14 @@ from tests.integration.conftest import (
     worker_environment,
     worker_process,
 )
-from tests.models import simple_model
-from tests.records import encoded, now_ms
+from tests.integration.workloads import one_topic_per_lead, pure_outcome
+from tests.records import now_ms
 
 PARTITIONS = 8
 LEADS = 2_000
 EVENTS = 20_000
 START = now_ms() - 3_600_000
 CLOCK = START + EVENTS * 100 + 60_000
-
-
-def workload() -> list[tuple[str, str, bytes]]:
-    """(topic kind, lead, value): each lead on one topic (so one partition), in time order."""
-    rng = random.Random(21)
-    kinds = list(RECORD_TYPES)
-    events = []
-    for i in range(EVENTS):
-        lead = rng.randrange(LEADS)
-        kind = kinds[lead % 4]
-        value = encoded(
-            RECORD_TYPES[kind], f"S{lead}", event_id=f"s{i}", occurred_at=START + i * 100
-        )
-        events.append((kind, f"S{lead}", value))
-    return events
 
 
 def committed(env: Env) -> int:
@@ -65,27 +45,11 @@ def committed(env: Env) -> int:
     return sum(max(tp.offset, 0) for tp in parts)
 
 
-def expected(events: list[tuple[str, str, bytes]]) -> tuple[set[str], dict[ProfileKey, object]]:
-    """What the pure core makes of each lead's events, swept up to the workers' clock."""
-    decoders = {rt: InputDecoder(rt, max_clock_skew_ms=300_000) for rt in RECORD_TYPES.values()}
-    by_lead: dict[ProfileKey, list[Event]] = defaultdict(list)
-    for kind, _lead, value in events:
-        event = decoders[RECORD_TYPES[kind]](value)
-        by_lead[event.profile_key].append(event)
-    model = simple_model()
-    ids: set[str] = set()
-    states: dict[ProfileKey, object] = {}
-    for lead, lead_events in by_lead.items():
-        scored = score(lead, None, lead_events, model)
-        swept = advance(lead, scored.state, model, CLOCK)
-        ids |= {o.event_id for o in scored.outputs + swept.outputs}
-        states[lead] = swept.state
-    return ids, states
-
-
 def test_three_workers_one_killed_midway(services: Services, tmp_path: Path) -> None:
-    events = workload()
-    reference_ids, reference_states = expected(events)
+    events = one_topic_per_lead(
+        events=EVENTS, leads=LEADS, prefix="S", start=START, spacing_ms=100, seed=21
+    )
+    reference_ids, reference_states = pure_outcome(events, CLOCK)
     with isolated_env(services, partitions=PARTITIONS) as env:
         env.produce([(env.topic(kind), lead.encode(), value) for kind, lead, value in events])
         variables = worker_environment(

@@ -318,7 +318,7 @@ class Worker:
             seen = self.event_times.get(partition)
             if seen is None:
                 return None
-            horizon = min(horizon, seen)
+            horizon = min(horizon, seen - 1)  # an unread event may carry that very time
         return horizon
 
     def _sweep(self, entries: list[Due], now: int) -> int:

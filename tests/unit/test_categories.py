@@ -164,3 +164,21 @@ def test_decay_never_raises_a_category(events: list[Event], wait: int) -> None:
     later, _ = lead_facts(state, PRODUCTS, state.as_of + wait)
     for name, value in now.categories.items():
         assert later.categories[name] <= value + 1e-9
+
+
+def test_a_category_removed_from_the_model_is_dropped_not_a_crash() -> None:
+    state = score(LEAD, None, [visit("a1", T0, "/analytics")], PRODUCTS).state
+    assert "product_a" in state.categories
+    edited = dataclasses.replace(
+        PRODUCTS,
+        categories=tuple(c for c in PRODUCTS.categories if c.name != "product_a"),
+        category_rules=tuple(r for r in PRODUCTS.category_rules if r.name != "analytics_webinar"),
+        rules=tuple(
+            dataclasses.replace(r, counts_toward=((None, r.points),)) for r in PRODUCTS.rules
+        ),
+    )
+    later = score(LEAD, state, [visit("a2", T0 + DAY, "/analytics")], edited)
+    assert "product_a" not in later.state.categories
+    next_change(state, edited)  # reads the stored state of the old model: no KeyError
+    swept = advance(LEAD, state, edited, T0 + 90 * DAY)  # no KeyError
+    assert "product_a" not in swept.state.categories

@@ -177,6 +177,9 @@ class Model:
         rules, then category rules)."""
         return self._by_type[event.type]
 
+    def has_category(self, name: str) -> bool:
+        return name in self._categories
+
     def category(self, name: str) -> Category:
         return self._categories[name]
 

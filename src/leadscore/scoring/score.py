@@ -61,7 +61,7 @@ def score(
     the time-driven changes that came due before its time are applied (see `advance`), so
     the outputs do not depend on when the worker sweeps.
     """
-    new = _copy(state) if state is not None else LeadState()
+    new = _copy(state, model) if state is not None else LeadState()
     result = Scored(new)
     for event in events:
         digest = event_digest(event.event_id)
@@ -88,7 +88,7 @@ def advance(profile: ProfileKey, state: LeadState, model: Model, until: int) -> 
     lead's clock moves to each due time, and the stage transition, category levels and
     score it brings are published with ids derived from the lead and that time (a sweep
     that is repeated after a crash emits the same ids)."""
-    result = Scored(_copy(state))
+    result = Scored(_copy(state, model))
     _advance(profile, result.state, model, until, result, "")
     return result
 
@@ -443,10 +443,16 @@ def _count(state: LeadState, model: Model, event: Event) -> None:
         del state.visits[:-VISIT_MEMORY]
 
 
-def _copy(state: LeadState) -> LeadState:
+def _copy(state: LeadState, model: Model) -> LeadState:
+    """A copy to fold into; the scores of categories the model no longer has are dropped
+    (restarting with an edited model keeps the rest of the state)."""
     return LeadState(
         last_activity=state.last_activity,
-        categories={name: score.copy() for name, score in state.categories.items()},
+        categories={
+            name: score.copy()
+            for name, score in state.categories.items()
+            if model.has_category(name)
+        },
         engagement=state.engagement,
         fixed=state.fixed,
         tags=set(state.tags),

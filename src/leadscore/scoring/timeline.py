@@ -42,6 +42,7 @@ def lead_facts(
         name: score.engagement * decay_factor(t - state.as_of, model.category(name).half_life_ms)
         + score.fixed
         for name, score in state.categories.items()
+        if model.has_category(name)  # a category removed from the model is ignored
     }
     facts = LeadFacts(
         total=fit.points + engagement,
@@ -110,7 +111,7 @@ def _flips(timer: Timer, state: LeadState, model: Model, fit: Fit) -> list[tuple
     if timer.score.startswith("category:"):
         name = timer.score.partition(":")[2]
         score = state.categories.get(name)
-        if score is None:
+        if score is None or not model.has_category(name):
             return []
         decaying, rest = score.engagement, score.fixed
         half_life = model.category(name).half_life_ms
@@ -123,7 +124,8 @@ def _flips(timer: Timer, state: LeadState, model: Model, fit: Fit) -> list[tuple
     if crossing is None:
         return []
     # float rounding may put the exact crossing a millisecond either way
-    return [(state.as_of + crossing, DECAY), (state.as_of + crossing + 1, DECAY)]
+    at = state.as_of + crossing
+    return [(at - 1, DECAY), (at, DECAY), (at + 1, DECAY)]
 
 
 def _crossing(decaying: float, target: float, half_life_ms: int) -> int | None:

@@ -36,8 +36,8 @@ format: install ## Apply ruff's formatting and safe fixes
 	$(VENV)/bin/ruff format src tests bench
 	$(VENV)/bin/ruff check --fix src tests bench
 
-bench: install ## Quick throughput benchmark on embedded services (EVENTS=100000)
-	$(PY) bench/throughput.py $(if $(EVENTS),--events $(EVENTS))
+bench: install ## Benchmark on embedded services: throughput, CPU, latency, memory (QUICK=1: < 2 min)
+	$(PY) bench/run.py $(if $(QUICK),--quick) $(if $(EVENTS),--events $(EVENTS))
 
 clean: ## Remove the virtual environment and caches
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -177,7 +177,9 @@ class Worker:
             self.producer: RecordProducer = producer
             return ExactlyOnce(producer, self.consumer)
         self.producer = RecordProducer(kafka.producer_config())
-        return AtLeastOnce(self.producer, self.consumer, self._waiting)
+        return AtLeastOnce(
+            self.producer, self.consumer, self._waiting, self.settings.worker.shutdown_timeout_s
+        )
 
     def _leave_group(self) -> None:
         log.info("stopping: leaving the consumer group")
@@ -186,6 +188,8 @@ class Worker:
             self.producer.close(self.settings.worker.shutdown_timeout_s)
 
     def _revoked(self, partitions: list[Partition]) -> None:
+        if hasattr(self, "publisher"):
+            self.publisher.revoked(partitions)  # finish the batch in flight for them
         for partition in partitions:
             self.positions.pop(partition, None)
             self.event_times.pop(partition, None)
@@ -207,8 +211,11 @@ class Worker:
         except PartitionsLost as exc:
             log.warning("%s: the partitions' new owner replays this batch", exc)
             return
-        self.positions.update(offsets)
+        owned = self.consumer.assignment  # not those revoked while the batch waited
+        self.positions.update((p, o) for p, o in offsets.items() if p in owned)
         for item in events:
+            if item.partition not in owned:
+                continue
             seen = self.event_times.get(item.partition, item.event.occurred_at)
             self.event_times[item.partition] = max(seen, item.event.occurred_at)
         self.count_published(outputs)

@@ -54,6 +54,7 @@ from tests.models import SIMPLE, simple_model
 
 # Tansu answers a new group's first join after half the session timeout: keep it short.
 CLIENT_OPTIONS = (("session.timeout.ms", "6000"), ("heartbeat.interval.ms", "500"))
+KAFKA_OPTIONS = " ".join(f"{k}={v}" for k, v in CLIENT_OPTIONS)  # as LEADSCORE_KAFKA_OPTIONS
 RECORD_TYPES = {"clicks": "Click", "visits": "Visit", "forms": "FormSubmission", "calls": "Call"}
 
 
@@ -366,7 +367,7 @@ def worker_environment(env: Env, **overrides: str) -> dict[str, str]:
         "LEADSCORE_GROUP_ID": f"{env.prefix}-group",
         "LEADSCORE_STATE_NAMESPACE": env.prefix,
         "LEADSCORE_METRICS_PORT": "0",
-        "LEADSCORE_KAFKA_OPTIONS": "session.timeout.ms=6000 heartbeat.interval.ms=500",
+        "LEADSCORE_KAFKA_OPTIONS": KAFKA_OPTIONS,
         "LEADSCORE_MODEL": str(SIMPLE),
         **{f"LEADSCORE_{k.upper()}": v for k, v in overrides.items()},
     }

@@ -6,11 +6,13 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+import pytest
 from confluent_kafka import Consumer, TopicPartition
 
 from leadscore.codec import decode_output
 from leadscore.state.store import StateStore
 from tests.integration.conftest import (
+    KAFKA_OPTIONS,
     Env,
     Services,
     isolated_env,
@@ -21,6 +23,7 @@ from tests.integration.conftest import (
     worker_process,
 )
 from tests.integration.workloads import one_topic_per_lead, pure_outcome
+from tests.kafka.apache import set_producer_quota
 from tests.records import now_ms
 
 PARTITIONS = 8
@@ -30,14 +33,14 @@ START = now_ms() - 3_600_000
 CLOCK = START + EVENTS * 100 + 60_000
 
 
-def committed(env: Env) -> int:
+def committed(env: Env, partitions: int = PARTITIONS) -> int:
     """Offsets the group committed, summed over every partition of the input topics."""
     consumer = Consumer(
         {"bootstrap.servers": env.services.bootstrap_servers, "group.id": f"{env.prefix}-group"}
     )
     try:
         parts = consumer.committed(
-            [TopicPartition(t, p) for t in env.input_topics.values() for p in range(PARTITIONS)],
+            [TopicPartition(t, p) for t in env.input_topics.values() for p in range(partitions)],
             timeout=10,
         )
     finally:
@@ -89,3 +92,120 @@ def test_three_workers_one_killed_midway(services: Services, tmp_path: Path) -> 
             f"\nkilled one of three workers at {killed_at:,} of {EVENTS:,} events; the other "
             f"two finished {took:.1f} s later; {len(ids) - len(set(ids)):,} outputs sent again"
         )
+
+
+def test_planned_rebalances_send_nothing_twice(services: Services, tmp_path: Path) -> None:
+    """Workers join and leave (SIGTERM) while batches are in flight: every batch of a
+    revoked partition is finished and committed by its owner, so nothing is replayed."""
+    events = one_topic_per_lead(
+        events=EVENTS, leads=LEADS, prefix="P", start=START, spacing_ms=100, seed=22
+    )
+    reference_ids, reference_states = pure_outcome(events, CLOCK)
+    with isolated_env(services, partitions=PARTITIONS) as env:
+        env.produce([(env.topic(kind), lead.encode(), value) for kind, lead, value in events])
+        variables = worker_environment(
+            env, batch_size="50", log_level="INFO", clock_speed="0", clock_start=str(CLOCK)
+        )
+        log_path = tmp_path / "workers.log"
+        log = log_path.open("w")
+        workers = [worker_process(variables, log)]
+        try:
+            for share in (8, 4, 2):  # a worker joins at each step
+                wait_until(
+                    lambda share=share: committed(env) > EVENTS // share,
+                    timeout_s=120,
+                    what="progress",
+                )
+                workers.append(worker_process(variables, log))
+            wait_until(lambda: committed(env) > EVENTS * 2 // 3, timeout_s=120, what="2/3")
+            workers[0].terminate()  # and one leaves
+            assert workers[0].wait(60) == 0
+            wait_until(
+                lambda: committed(env) == EVENTS and schedule_drained(env, CLOCK),
+                timeout_s=240,
+                what="the others to finish",
+            )
+        finally:
+            for worker in workers[1:]:
+                worker.terminate()
+            for worker in workers[1:]:
+                assert worker.wait(60) == 0
+        store = StateStore(env.redis, namespace=env.prefix, ttl_ms=0)
+        ids = [
+            str(decode_output(dict(m.headers())["leadscore-type"].decode(), m.value())["event_id"])
+            for m in read_all(env, "scores")
+        ]
+        stored = store.load(list(reference_states))
+        assert {p: s.state for p, s in stored.items()} == reference_states
+        assert set(ids) == reference_ids
+        revokes = log_path.read_text().count("revoked")
+        print(f"\n{revokes} revocations; {len(ids) - len(set(ids))} outputs sent twice")
+        assert len(ids) == len(set(ids))
+
+
+def test_a_batch_awaiting_acknowledgement_is_committed_before_its_partitions_leave(
+    services: Services, tmp_path: Path
+) -> None:
+    """The broker throttles the worker's producer (a quota) while a batch is being
+    published, and a second worker joins: the first still owns the batch's partitions
+    when they are revoked, so it waits for the acknowledgements and commits their offsets
+    right then. Their new owner starts after the batch: nothing is sent twice."""
+    first = one_topic_per_lead(
+        events=400, leads=100, prefix="A", start=START, spacing_ms=100, seed=23
+    )
+    second = one_topic_per_lead(
+        events=400, leads=100, prefix="B", start=START + 60_000, spacing_ms=100, seed=24
+    )
+    if not services.description.startswith("Apache Kafka"):
+        pytest.skip("quotas are set with Apache Kafka's own tool")
+    reference_ids, reference_states = pure_outcome(first + second, CLOCK)
+    with isolated_env(services, partitions=2) as env:
+        client_id = f"{env.prefix}-worker"
+        variables = worker_environment(
+            env,
+            batch_size="1000",
+            log_level="INFO",
+            clock_speed="0",
+            clock_start=str(CLOCK),
+            kafka_options=f"{KAFKA_OPTIONS} client.id={client_id}",
+        )
+        logs = [tmp_path / "a.log", tmp_path / "b.log"]
+        workers = [worker_process(variables, logs[0].open("w"))]
+        store = StateStore(env.redis, namespace=env.prefix, ttl_ms=0)
+        second_leads = {p for p in reference_states if p.id.startswith("B")}
+        try:
+            env.produce([(env.topic(k), lead.encode(), v) for k, lead, v in first])
+            wait_until(lambda: committed(env, 2) == len(first), timeout_s=60, what="first")
+            set_producer_quota(services.bootstrap_servers, client_id, 1000)
+            env.produce([(env.topic(k), lead.encode(), v) for k, lead, v in second])
+            # the second batch is written to Redis; its outputs cannot be acknowledged
+            wait_until(
+                lambda: all(s.state for s in store.load(list(second_leads)).values()),
+                timeout_s=60,
+                what="the second batch's state",
+            )
+            workers.append(worker_process(variables, logs[1].open("w")))
+            wait_until(lambda: "revoked" in logs[0].read_text(), what="a revocation")
+            time.sleep(1.0)
+            set_producer_quota(services.bootstrap_servers, client_id, None)
+            wait_until(
+                lambda: (
+                    committed(env, 2) == len(first) + len(second) and schedule_drained(env, CLOCK)
+                ),
+                timeout_s=120,
+                what="everything committed",
+            )
+        finally:
+            for worker in workers:
+                worker.terminate()
+            for worker in workers:
+                assert worker.wait(60) == 0
+        ids = [
+            str(decode_output(dict(m.headers())["leadscore-type"].decode(), m.value())["event_id"])
+            for m in read_all(env, "scores")
+        ]
+        stored = store.load(list(reference_states))
+        assert {p: s.state for p, s in stored.items()} == reference_states
+        assert set(ids) == reference_ids
+        assert len(ids) == len(set(ids)), f"{len(ids) - len(set(ids))} outputs sent twice"
+        assert "committed the batch in flight of the revoked partitions" in logs[0].read_text()

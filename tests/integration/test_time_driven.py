@@ -282,6 +282,9 @@ def test_a_sweep_lost_before_publishing_is_published_by_the_next(env: Env) -> No
             lost.extend(records)
             raise KafkaUnavailable("the broker is gone")
 
+        def revoked(self, _partitions: list[Any]) -> None:
+            pass
+
     crashed = Worker(env.settings(clock_speed=0, clock_start_ms=clock_at), model)
     with crashed.connected():
         wait_until(lambda: bool(batch := crashed.poll()) and crashed.process(batch) is None)

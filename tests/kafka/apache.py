@@ -233,3 +233,34 @@ def _wait(broker: ApacheKafka) -> None:
                 ) from None
         time.sleep(0.1)
     wait_for_broker({"bootstrap.servers": broker.bootstrap_servers}, START_TIMEOUT_S)
+
+
+def set_producer_quota(bootstrap_servers: str, client_id: str, bytes_per_s: int | None) -> None:
+    """Throttle the producers of `client_id` to `bytes_per_s` (None: lift the quota), with
+    Kafka's own kafka-configs tool (the Python client has no quota API)."""
+    change = (
+        ["--add-config", f"producer_byte_rate={bytes_per_s}"]
+        if bytes_per_s is not None
+        else ["--delete-config", "producer_byte_rate"]
+    )
+    subprocess.run(
+        [
+            "java",
+            "-Xmx256m",
+            "-XX:TieredStopAtLevel=1",
+            "-cp",
+            f"{fetch_jars()}/*",
+            "kafka.admin.ConfigCommand",
+            "--bootstrap-server",
+            bootstrap_servers,
+            "--alter",
+            "--entity-type",
+            "clients",
+            "--entity-name",
+            client_id,
+            *change,
+        ],
+        check=True,
+        capture_output=True,
+        timeout=120,
+    )

@@ -5,15 +5,19 @@
 - exactly-once: produce and commit the offsets in one Kafka transaction. A
   `read_committed` consumer sees each record once: an aborted or unfinished transaction is
   invisible to it, and its records are published again in a later one.
+
+Only offsets of partitions still assigned are committed: a partition revoked while its
+batch waited belongs to another member now, whose progress must not be overwritten.
 """
 
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 from typing import Protocol
 
-from leadscore.errors import KafkaUnavailable
+from leadscore.errors import DeliveryFailed, KafkaUnavailable
 from leadscore.kafka.consumer import InputConsumer, Partition
 from leadscore.kafka.producer import Record, RecordProducer, TransactionalProducer
 
@@ -24,20 +28,67 @@ class Publisher(Protocol):
     def publish(self, records: list[Record], next_offsets: dict[Partition, int]) -> None:
         """Publish `records`, then make `next_offsets` the group's committed offsets."""
 
+    def revoked(self, partitions: list[Partition]) -> None:
+        """Called (inside a consumer call) when partitions leave this member."""
+
 
 class AtLeastOnce:
+    """Produce, wait for every acknowledgement, commit.
+
+    While the acknowledgements are awaited the consumer serves group callbacks
+    (`waiting`): if partitions of the batch are revoked then, `revoked()` waits for the
+    batch's records right there and commits those partitions' offsets while this member
+    still owns them, so their new owner starts after the batch instead of replaying it.
+    """
+
     def __init__(
-        self, producer: RecordProducer, consumer: InputConsumer, waiting: Callable[[], None]
+        self,
+        producer: RecordProducer,
+        consumer: InputConsumer,
+        waiting: Callable[[], None],
+        revoke_timeout_s: float,
     ) -> None:
         self.producer = producer
         self.consumer = consumer
         self.waiting = waiting
+        self.revoke_timeout_s = revoke_timeout_s
+        self._in_flight: dict[Partition, int] = {}
+        self._failure: DeliveryFailed | None = None
 
     def publish(self, records: list[Record], next_offsets: dict[Partition, int]) -> None:
-        for record in records:
-            self.producer.send(*record)
-        while self.producer.flush(1.0):
-            self.waiting()
+        self._in_flight, self._failure = dict(next_offsets), None
+        try:
+            for record in records:
+                self.producer.send(*record)
+            while self.producer.flush(1.0):
+                self.waiting()  # may revoke partitions of this batch: see revoked()
+            if self._failure is not None:
+                raise self._failure
+            owned = self.consumer.assignment
+            self._commit({p: o for p, o in self._in_flight.items() if p in owned})
+        finally:
+            self._in_flight = {}
+
+    def revoked(self, partitions: list[Partition]) -> None:
+        leaving = {p: self._in_flight.pop(p) for p in partitions if p in self._in_flight}
+        if not leaving or self._failure is not None:
+            return
+        deadline = time.monotonic() + self.revoke_timeout_s
+        try:
+            while self.producer.flush(1.0):
+                if time.monotonic() > deadline:
+                    log.warning(
+                        "the batch of revoked partitions is not acknowledged yet: "
+                        "their new owner replays it"
+                    )
+                    return
+        except DeliveryFailed as exc:
+            self._failure = exc  # publish() raises it: the batch is sent again
+            return
+        self._commit(leaving)
+        log.info("committed the batch in flight of the revoked partitions")
+
+    def _commit(self, next_offsets: dict[Partition, int]) -> None:
         try:
             self.consumer.commit(next_offsets)
         except KafkaUnavailable as exc:
@@ -47,12 +98,22 @@ class AtLeastOnce:
 
 
 class ExactlyOnce:
+    """Records and offsets in one transaction. No consumer call happens while a
+    transaction is open, so a partition can only be revoked before it begins (while an
+    outage holds the batch): then its new owner replays the batch."""
+
     def __init__(self, producer: TransactionalProducer, consumer: InputConsumer) -> None:
         self.producer = producer
         self.consumer = consumer
 
     def publish(self, records: list[Record], next_offsets: dict[Partition, int]) -> None:
+        owned = self.consumer.assignment
         self.producer.begin()
         for record in records:
             self.producer.send(*record)
-        self.producer.commit(next_offsets, self.consumer.group_metadata())
+        self.producer.commit(
+            {p: o for p, o in next_offsets.items() if p in owned}, self.consumer.group_metadata()
+        )
+
+    def revoked(self, partitions: list[Partition]) -> None:
+        pass

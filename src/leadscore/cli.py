@@ -256,6 +256,14 @@ def main() -> None:
     help="Most profiles re-evaluated per sweep round (more rounds follow at once).",
 )
 @option(
+    "--state-cache",
+    type=click.IntRange(0),
+    default=100_000,
+    show_default=True,
+    help="Profiles kept in memory between batches, so a busy lead is not read from Redis "
+    "again (every write still checks the version; 0 reads every profile every batch).",
+)
+@option(
     "--clock-speed",
     type=click.FloatRange(min=0),
     default=1.0,
@@ -322,6 +330,7 @@ def _worker_settings(o: dict[str, Any]) -> tuple[Settings, Any]:
                 shutdown_timeout_s=parse_duration_ms(o["shutdown_timeout"]) / 1000,
                 sweep_interval_s=parse_duration_ms(o["sweep_interval"]) / 1000,
                 sweep_batch=o["sweep_batch"],
+                state_cache=o["state_cache"],
                 clock_speed=o["clock_speed"],
                 clock_start_ms=parse_time_ms(o["clock_start"]) if o["clock_start"] else None,
             ),

@@ -189,6 +189,7 @@ class WorkerSettings:
     shutdown_timeout_s: float = 30.0
     sweep_interval_s: float = 1.0
     sweep_batch: int = 1000
+    state_cache: int = 100_000
     clock_speed: float = 1.0
     clock_start_ms: int | None = None
 

@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import dataclasses
 import io
 from typing import Any
 
 import fastavro
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from leadscore.codec import INPUT_TYPES, InputDecoder, OutputEncoder, encode_record, schema
+from leadscore.codec import INPUT_TYPES, InputDecoder, OutputEncoder, encode_record, schema, writer
 from leadscore.codec.schemas import OUTPUT_TYPES, schema_text
 from leadscore.errors import DecodeError, InvalidEvent
 from leadscore.scoring.events import Consent, EventType, ProfileKey, Source
-from leadscore.scoring.outputs import Reason, ScoreChanged, StageTransitioned
+from leadscore.scoring.outputs import CategoryChange, Reason, ScoreChanged, StageTransitioned
 from tests.records import record
 
 NOW_MS = 1_800_000_000_000
@@ -167,3 +170,80 @@ def test_an_unknown_enum_symbol_is_undecodable() -> None:
 def test_a_timestamp_within_the_clock_skew_is_accepted() -> None:
     event = decoder("Click")(_bad(occurred_at=NOW_MS + 60_000))
     assert event.occurred_at == NOW_MS + 60_000
+
+
+def _fastavro_bytes(output: ScoreChanged | StageTransitioned, emitted_at: int) -> bytes:
+    """What the generic encoder writes for the same record (the reference)."""
+    record = dataclasses.asdict(output)
+    profile = record.pop("profile")
+    kind = record.pop("kind")
+    record["lead_id"] = profile["id"] if profile["kind"] == "lead" else None
+    record["anonymous_id"] = profile["id"] if profile["kind"] == "anon" else None
+    record["emitted_at"] = emitted_at
+    record_type = "ScoreChanged" if kind == "score_changed" else "StageTransitioned"
+    buffer = io.BytesIO()
+    fastavro.schemaless_writer(buffer, schema(record_type), record)
+    return buffer.getvalue()
+
+
+texts = st.text(max_size=30)
+longs = st.integers(-(2**63), 2**63 - 1)
+doubles = st.floats(allow_nan=False)
+profiles = st.builds(ProfileKey, st.sampled_from(["lead", "anon"]), st.text(min_size=1))
+reasons = st.lists(st.builds(Reason, texts, doubles), max_size=4).map(tuple)
+categories = st.lists(
+    st.builds(CategoryChange, texts, doubles, doubles, st.none() | texts, reasons), max_size=3
+).map(tuple)
+score_changes = st.builds(
+    ScoreChanged,
+    event_id=texts,
+    profile=profiles,
+    occurred_at=longs,
+    as_of=longs,
+    model_version=texts,
+    cause_event_id=texts,
+    fit=doubles,
+    engagement=doubles,
+    total=doubles,
+    previous_total=doubles,
+    delta=doubles,
+    grade=texts,
+    stage=texts,
+    reasons=reasons,
+    contact_allowed=st.booleans(),
+    speed_to_lead_ms=st.none() | longs,
+    tags=st.lists(texts, max_size=3).map(tuple),
+    categories=categories,
+)
+transitions = st.builds(
+    StageTransitioned,
+    event_id=texts,
+    profile=profiles,
+    occurred_at=longs,
+    as_of=longs,
+    model_version=texts,
+    cause_event_id=texts,
+    from_stage=st.none() | texts,
+    to_stage=texts,
+    reason=texts,
+    fit=doubles,
+    engagement=doubles,
+    total=doubles,
+    time_in_previous_stage_ms=st.none() | longs,
+    inactive_for_ms=st.none() | longs,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(score_changes | transitions, longs)
+def test_the_hand_written_encoder_writes_what_fastavro_writes(
+    output: ScoreChanged | StageTransitioned, emitted_at: int
+) -> None:
+    _key, value, _headers = OutputEncoder(lambda: 1_800_000_000.5)(output)
+    encoded = (
+        writer.score_changed(output, emitted_at)
+        if isinstance(output, ScoreChanged)
+        else writer.stage_transitioned(output, emitted_at)
+    )
+    assert encoded == _fastavro_bytes(output, emitted_at)
+    assert value == _fastavro_bytes(output, 1_800_000_000_500)

@@ -5,15 +5,15 @@ from __future__ import annotations
 import io
 import time
 from collections.abc import Callable
-from dataclasses import asdict
 from typing import Any
 
 import fastavro
 
+from leadscore.codec import writer
 from leadscore.codec.schemas import RECORD_EVENT_TYPES, schema
 from leadscore.errors import DecodeError, InvalidEvent
 from leadscore.scoring.events import Consent, Event, Source
-from leadscore.scoring.outputs import Output
+from leadscore.scoring.outputs import Output, ScoreChanged
 
 MAX_ID_LENGTH = 256
 
@@ -123,15 +123,12 @@ class OutputEncoder:
         self._clock = clock
 
     def __call__(self, output: Output) -> tuple[bytes, bytes, list[tuple[str, bytes]]]:
-        record = asdict(output)
-        profile = record.pop("profile")
-        kind = record.pop("kind")
-        record["lead_id"] = profile["id"] if profile["kind"] == "lead" else None
-        record["anonymous_id"] = profile["id"] if profile["kind"] == "anon" else None
-        record["emitted_at"] = int(self._clock() * 1000)
-        record_type = "ScoreChanged" if kind == "score_changed" else "StageTransitioned"
-        value = encode_record(record_type, record)
-        return profile["id"].encode("utf-8"), value, [("leadscore-type", kind.encode())]
+        emitted_at = int(self._clock() * 1000)
+        if isinstance(output, ScoreChanged):
+            value = writer.score_changed(output, emitted_at)
+        else:
+            value = writer.stage_transitioned(output, emitted_at)
+        return output.profile.id.encode("utf-8"), value, [("leadscore-type", output.kind.encode())]
 
 
 def decode_output(kind: str, value: bytes) -> dict[str, Any]:

@@ -156,6 +156,7 @@ class Model:
     _categories: Mapping[str, Category] = field(default_factory=dict, repr=False, compare=False)
     _changes_with_time: bool = field(default=False, repr=False, compare=False)
     _fits: dict[tuple[tuple[str, str], ...], Fit] = field(init=False, repr=False, compare=False)
+    _positions: Mapping[str | None, int] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         every = self.rules + self.category_rules
@@ -166,6 +167,7 @@ class Model:
         timed = any(s.timers for s in self.stages) or any(c.levels for c in self.categories)
         object.__setattr__(self, "_changes_with_time", timed)
         object.__setattr__(self, "_fits", {})  # never shared by a copy with other fit rules
+        object.__setattr__(self, "_positions", {s.name: i for i, s in enumerate(self.stages)})
 
     @property
     def changes_with_time(self) -> bool:
@@ -220,8 +222,7 @@ class Model:
     def stage(self, facts: LeadFacts, kept: str | None = None) -> Stage:
         """The last stage whose conditions hold, not before the stage `kept` (the furthest
         `keep` stage the lead reached)."""
-        names = [s.name for s in self.stages]
-        first = names.index(kept) if kept in names else 0
+        first = self._positions.get(kept, 0)
         current = self.stages[first]
         for stage in self.stages[first + 1 :]:
             if all(condition(facts) for condition in stage.conditions):
@@ -230,8 +231,7 @@ class Model:
 
     def stage_index(self, name: str | None) -> int:
         """Position of a stage in the model (-1: unknown, e.g. after a model change)."""
-        names = [s.name for s in self.stages]
-        return names.index(name) if name in names else -1
+        return self._positions.get(name, -1)
 
 
 def with_derived(attributes: Mapping[str, str]) -> Mapping[str, str]:

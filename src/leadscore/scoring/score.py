@@ -24,7 +24,7 @@ from leadscore.scoring.outputs import (
     output_id,
 )
 from leadscore.scoring.state import CategoryScore, Change, LeadState, event_digest
-from leadscore.scoring.timeline import lead_facts, next_change
+from leadscore.scoring.timeline import fit_of, lead_facts, next_change
 
 DEFAULT_EVENT_MEMORY = 100
 HISTORY = 8  # published changes kept per lead, for `leadscore inspect`
@@ -161,6 +161,7 @@ def _apply(state: LeadState, event: Event, model: Model) -> None:
         known = state.attributes.get(name)
         if known is None or known[1] <= t:
             state.attributes[name] = (value, t)
+            state.fit_memo = None
     if event.consent is not None and (state.consent is None or state.consent[1] <= t):
         state.consent = (event.consent.contact, t)
     if model.is_request(event) and (state.first_request_at is None or t < state.first_request_at):
@@ -176,7 +177,7 @@ def _apply(state: LeadState, event: Event, model: Model) -> None:
     rules = model.rules_for(event)
     tags: frozenset[str] = frozenset()
     if any(rule.reads_tags for rule in rules):
-        tags = frozenset(state.tags | model.fit(state.attribute_values()).tags)
+        tags = frozenset(state.tags | fit_of(state, model).tags)
     for rule in rules:
         if not rule.matches(event, tags):
             continue

@@ -104,6 +104,8 @@ class LeadState:
     published_tags: tuple[str, ...] = ()
     published_speed: int | None = None
     categories: dict[str, CategoryScore] = field(default_factory=dict)
+    # not state: the fit of `attributes` as last computed (None: compute it again)
+    fit_memo: object = field(default=None, compare=False, repr=False)
 
     @property
     def speed_to_lead_ms(self) -> int | None:

@@ -35,7 +35,7 @@ def lead_facts(
     """What stage conditions test, at time `at` (default: the lead's clock, `as_of`), with
     no event after the state's; `fit` if already computed (it does not change with time)."""
     t = state.as_of if at is None else at
-    fit = fit or model.fit(state.attribute_values())
+    fit = fit or fit_of(state, model)
     engagement = state.engagement * decay_factor(t - state.as_of, model.half_life_ms)
     engagement += state.fixed
     categories = {
@@ -58,6 +58,14 @@ def lead_facts(
     return facts, fit
 
 
+def fit_of(state: LeadState, model: Model) -> Fit:
+    """The fit of the lead's attributes, remembered with the state until they change."""
+    memo = state.fit_memo
+    if memo is None or memo[0] is not model:  # type: ignore[index]
+        memo = state.fit_memo = (model, model.fit(state.attribute_values()))
+    return memo[1]  # type: ignore[index,no-any-return]
+
+
 def situation(
     state: LeadState, model: Model, at: int | None = None, fit: Fit | None = None
 ) -> tuple[object, ...]:
@@ -73,7 +81,11 @@ def next_change(state: LeadState, model: Model, until: int | None = None) -> Due
     changes neither."""
     if state.events == 0 or not model.changes_with_time:
         return None
-    facts, fit = lead_facts(state, model)
+    fit = fit_of(state, model)
+    last = until if until is not None else math.inf
+    if not _any_flip(state, model, fit, last):
+        return None  # the common case before an event: nothing can change that soon
+    facts, _ = lead_facts(state, model, fit=fit)
     timers: list[Timer] = []
     first = max(model.stage_index(state.kept), 0)
     for stage in model.stages[first + 1 :]:
@@ -83,7 +95,6 @@ def next_change(state: LeadState, model: Model, until: int | None = None) -> Due
     for category in model.categories:
         if category.name in state.categories:
             timers += category.timers
-    last = until if until is not None else math.inf
     candidates = sorted(
         c
         for c in {c for timer in timers for c in _flips(timer, state, model, fit)}
@@ -96,6 +107,17 @@ def next_change(state: LeadState, model: Model, until: int | None = None) -> Due
         if situation(state, model, at, fit) != now:
             return Due(at, cause)
     return None
+
+
+def _any_flip(state: LeadState, model: Model, fit: Fit, last: float) -> bool:
+    """Some timer of a stage after the kept one, or of a category the lead has a score in,
+    may turn in (as_of, last]: a superset of the candidates `next_change` checks."""
+    first = max(model.stage_index(state.kept), 0)
+    timers = [t for stage in model.stages[first + 1 :] for t in stage.timers]
+    timers += [t for c in model.categories if c.name in state.categories for t in c.timers]
+    return any(
+        state.as_of < at <= last for timer in timers for at, _ in _flips(timer, state, model, fit)
+    )
 
 
 def _flips(timer: Timer, state: LeadState, model: Model, fit: Fit) -> list[tuple[int, str]]:

@@ -3,10 +3,11 @@ of the last write (length-prefixed Avro records), so that a replay can publish t
 
 from __future__ import annotations
 
-import json
 import struct
 from collections.abc import Sequence
 from typing import Any, NamedTuple
+
+import orjson
 
 from leadscore.scoring.state import CategoryScore, Change, LeadState
 
@@ -75,11 +76,11 @@ def encode_state(state: LeadState) -> bytes:
             ]
             for name, c in state.categories.items()
         }
-    return json.dumps(doc, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+    return orjson.dumps(doc)
 
 
 def decode_state(raw: bytes) -> LeadState:
-    doc = json.loads(raw)
+    doc = orjson.loads(raw)
     consent = doc.get("c")
     return LeadState(
         engagement=doc["e"],

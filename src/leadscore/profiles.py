@@ -8,7 +8,6 @@ output records; Redis and Kafka calls stay in the worker.
 from __future__ import annotations
 
 from collections import defaultdict
-from dataclasses import dataclass
 from typing import NamedTuple
 
 from leadscore.codec import OutputEncoder
@@ -25,8 +24,7 @@ from leadscore.state.encoding import StoredOutput
 from leadscore.state.store import Due, Stored, Write
 
 
-@dataclass(frozen=True, slots=True)
-class Positioned:
+class Positioned(NamedTuple):
     """A decoded event and the input position it came from."""
 
     event: Event

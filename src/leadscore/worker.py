@@ -42,7 +42,7 @@ import gc
 import logging
 import threading
 import time
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Callable, Iterator
 from typing import TypeVar
 
@@ -236,8 +236,10 @@ class Worker:
         """Typed events, and dead letters for everything that cannot be scored."""
         events, dead_letters = [], []
         dlq_topic = self.settings.kafka.dlq_topic
+        decoders = self.decoders
+        consumed: Counter[str] = Counter()
         for message in messages:
-            decoder = self.decoders.get(message.topic)
+            decoder = decoders.get(message.topic)
             try:
                 if decoder is None:
                     raise InvalidEvent("unknown-topic", f"no record type for {message.topic}")
@@ -246,8 +248,10 @@ class Worker:
                 dead_letters.append(dead_letter(message, dlq_topic, exc.reason, str(exc)))
                 self.metrics.events_dead_lettered.labels(exc.reason).inc()
                 continue
-            self.metrics.events_consumed.labels(event.type.value).inc()
+            consumed[event.type.value] += 1
             events.append(Positioned(event, (message.topic, message.partition), message.offset))
+        for kind, count in consumed.items():
+            self.metrics.events_consumed.labels(kind).inc(count)
         return events, dead_letters
 
     def score_and_persist(self, events: list[Positioned]) -> list[Publication]:
@@ -290,10 +294,14 @@ class Worker:
 
     def count_published(self, outputs: list[Publication]) -> None:
         now = self.clock()
+        observe = self.metrics.event_to_publish.observe
+        kinds: Counter[str] = Counter()
         for output in outputs:
-            self.metrics.outputs_produced.labels(output.kind).inc()
+            kinds[output.kind] += 1
             if output.occurred_at is not None:
-                self.metrics.event_to_publish.observe(max(now - output.occurred_at / 1000, 0))
+                observe(max(now - output.occurred_at / 1000, 0))
+        for kind, count in kinds.items():
+            self.metrics.outputs_produced.labels(kind).inc(count)
 
     # ---- time-driven changes -------------------------------------------------------------
 

@@ -177,8 +177,9 @@ def _fastavro_bytes(output: ScoreChanged | StageTransitioned, emitted_at: int) -
     record = dataclasses.asdict(output)
     profile = record.pop("profile")
     kind = record.pop("kind")
-    record["lead_id"] = profile["id"] if profile["kind"] == "lead" else None
-    record["anonymous_id"] = profile["id"] if profile["kind"] == "anon" else None
+    kind_of_profile, profile_id = profile
+    record["lead_id"] = profile_id if kind_of_profile == "lead" else None
+    record["anonymous_id"] = profile_id if kind_of_profile == "anon" else None
     record["emitted_at"] = emitted_at
     record_type = "ScoreChanged" if kind == "score_changed" else "StageTransitioned"
     buffer = io.BytesIO()

@@ -1,4 +1,7 @@
-"""Output events of the core, with ids that are a function of their cause."""
+"""Output events of the core, with ids that are a function of their cause.
+
+Plain slots dataclasses (not frozen: several are made per event, and a frozen one costs
+five times as much to build); nothing changes an output once made."""
 
 from __future__ import annotations
 
@@ -19,7 +22,7 @@ def output_id(profile: ProfileKey, cause_event_id: str, kind: OutputKind, index:
     return str(uuid.uuid5(_ID_NAMESPACE, name))
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Cause:
     """What made outputs: an input event, or a time-driven change (`trigger` says which:
     `inactivity` or `decay`) due at `occurred_at`, whose id is derived from that time."""
@@ -33,13 +36,13 @@ class Cause:
         return Cause(f"time:{at}", at, trigger)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Reason:
     rule: str
     points: float
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class CategoryChange:
     """A category's score in a ScoreChanged: its value, the change since the last output,
     its level (if the category has levels) and why it moved."""
@@ -51,7 +54,7 @@ class CategoryChange:
     reasons: tuple[Reason, ...]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class ScoreChanged:
     event_id: str
     profile: ProfileKey
@@ -75,7 +78,7 @@ class ScoreChanged:
     kind: OutputKind = "score_changed"
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class StageTransitioned:
     event_id: str
     profile: ProfileKey

@@ -16,7 +16,7 @@ def event_digest(event_id: str) -> str:
     return base64.b64encode(raw).decode("ascii")[:11]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Change:
     """One published score change: when, why, and by how much."""
 

@@ -1,10 +1,9 @@
-"""Profile state in Redis: one pipelined read and one pipelined conditional write per batch."""
+"""Profile state in Redis: one pipelined read and one script call that writes a batch."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from enum import IntEnum
 from importlib import resources
 from typing import Any, NamedTuple
 
@@ -25,13 +24,6 @@ from leadscore.state.encoding import (
 Partition = tuple[str, int]
 
 _UNAVAILABLE = (redis.ConnectionError, redis.TimeoutError, redis.BusyLoadingError)
-
-
-class ApplyStatus(IntEnum):
-    """Status codes returned by `lua/apply.lua`."""
-
-    APPLIED = 1
-    CONFLICT = 2
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,7 +82,7 @@ class StateStore:
         self.namespace = namespace
         self._ttl_ms = ttl_ms
         # redis-py loads a script once and reloads it on NOSCRIPT, also in pipelines
-        self._apply = client.register_script(_script("apply.lua"))
+        self._save = client.register_script(_script("save.lua"))
         self._settle = client.register_script(_script("settle.lua"))
 
     def ping(self) -> bool:
@@ -108,42 +100,62 @@ class StateStore:
         return {p: _stored(reply) for p, reply in zip(profiles, replies, strict=True)}
 
     def save(self, writes: Sequence[Write], schedule: Sequence[Due] = ()) -> list[ProfileKey]:
-        """Apply every write that is not in conflict, and set the schedule entries (of the
-        writes and `schedule`), in one round trip; return the profiles in conflict.
+        """Apply every write that is not in conflict, with its schedule entry, and set the
+        entries of `schedule`, in one script call; return the profiles in conflict.
 
         A schedule entry is an index, not the truth: the sweep checks every entry against
         the profile's state, and a conflicting write is retried, which sets it again.
         """
-        pipe = self._client.pipeline(transaction=False)
+        if not writes and not schedule:
+            return []
+        keys_: list[str] = [keys.profile_key(self.namespace, w.profile) for w in writes]
+        schedules: dict[str, int] = {}
+
+        def position(partition: Partition) -> int:
+            key = keys.schedule_key(self.namespace, *partition)
+            if key not in schedules:
+                schedules[key] = len(writes) + len(schedules) + 1
+            return schedules[key]
+
+        args: list[Any] = [len(writes)]
         for write in writes:
-            args: list[Any] = [
-                write.expected_version,
-                encode_state(write.state),
-                self._ttl_ms if write.refresh_ttl else 0,
-            ]
+            fields: list[Any] = []
             for (topic, partition), offset in write.watermarks.items():
                 outputs = write.outputs.get((topic, partition), [])
-                args += [
+                fields += [
                     keys.watermark_field(topic, partition),
                     offset,
                     keys.outputs_field(topic, partition),
                     encode_outputs(outputs),
                 ]
             if write.pending is not None:
-                args += [keys.PENDING_FIELD, encode_outputs(write.pending)]
-            if write.due is not None:
-                args += [keys.SCHEDULE_FIELD, keys.partition_value(*write.due.partition)]
-            self._apply(
-                keys=[keys.profile_key(self.namespace, write.profile)], args=args, client=pipe
-            )
-        entries = [w.due for w in writes if w.due is not None] + list(schedule)
-        self._schedule(pipe, entries)
-        replies = self._execute(pipe)
-        conflicts: list[ProfileKey] = []
-        for write, (status, _version) in zip(writes, replies, strict=False):
-            if ApplyStatus(status) is ApplyStatus.CONFLICT:
-                conflicts.append(write.profile)
-        return conflicts
+                fields += [keys.PENDING_FIELD, encode_outputs(write.pending)]
+            due = write.due
+            if due is not None:
+                fields += [keys.SCHEDULE_FIELD, keys.partition_value(*due.partition)]
+            args += [
+                write.expected_version,
+                encode_state(write.state),
+                self._ttl_ms if write.refresh_ttl else 0,
+                len(fields) // 2,
+                position(due.partition) if due is not None else 0,
+                keys.schedule_member(write.profile),
+                "" if due is None or due.at is None else due.at,
+                *fields,
+            ]
+        for entry in schedule:
+            args += [
+                position(entry.partition),
+                keys.schedule_member(entry.profile),
+                "" if entry.at is None else entry.at,
+            ]
+        try:
+            versions = self._save(keys=keys_ + list(schedules), args=args)
+        except _UNAVAILABLE as exc:
+            raise StateUnavailable(f"redis unavailable: {exc}") from exc
+        except redis.ResponseError as exc:
+            raise StateUnavailable(f"redis refused the request: {exc}") from exc
+        return [w.profile for w, version in zip(writes, versions, strict=True) if not version]
 
     def due(self, partitions: Sequence[Partition], now: int, limit: int) -> list[Due]:
         """Up to `limit` profiles due at or before `now` in the schedules of `partitions`,

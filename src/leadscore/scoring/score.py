@@ -164,7 +164,8 @@ def _apply(state: LeadState, event: Event, model: Model) -> None:
             state.fit_memo = None
     if event.consent is not None and (state.consent is None or state.consent[1] <= t):
         state.consent = (event.consent.contact, t)
-    if model.is_request(event) and (state.first_request_at is None or t < state.first_request_at):
+    request = model.is_request(event)
+    if request and (state.first_request_at is None or t < state.first_request_at):
         state.first_request_at = t
     if (
         model.is_response(event)
@@ -173,7 +174,7 @@ def _apply(state: LeadState, event: Event, model: Model) -> None:
         and (state.first_response_at is None or t < state.first_response_at)
     ):
         state.first_response_at = t
-    _count(state, model, event)
+    _count(state, event, request)
     rules = model.rules_for(event)
     tags: frozenset[str] = frozenset()
     if any(rule.reads_tags for rule in rules):
@@ -427,10 +428,10 @@ def _transition_reason(model: Model, previous: str | None, current: str) -> str:
     return "progressed" if after > before else "regressed"
 
 
-def _count(state: LeadState, model: Model, event: Event) -> None:
+def _count(state: LeadState, event: Event, request: bool) -> None:
     """The counts and recent visit times that stage conditions test."""
     counted = []
-    if model.is_request(event):
+    if request:
         counted.append("requests")
     if event.type is EventType.FORM:
         counted.append("forms")

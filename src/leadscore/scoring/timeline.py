@@ -112,12 +112,18 @@ def next_change(state: LeadState, model: Model, until: int | None = None) -> Due
 def _any_flip(state: LeadState, model: Model, fit: Fit, last: float) -> bool:
     """Some timer of a stage after the kept one, or of a category the lead has a score in,
     may turn in (as_of, last]: a superset of the candidates `next_change` checks."""
-    first = max(model.stage_index(state.kept), 0)
-    timers = [t for stage in model.stages[first + 1 :] for t in stage.timers]
-    timers += [t for c in model.categories if c.name in state.categories for t in c.timers]
-    return any(
-        state.as_of < at <= last for timer in timers for at, _ in _flips(timer, state, model, fit)
-    )
+    as_of = state.as_of
+    for timer in model.timers_after(state.kept):
+        for at, _ in _flips(timer, state, model, fit):
+            if as_of < at <= last:
+                return True
+    for category in model.categories:
+        if category.name in state.categories:
+            for timer in category.timers:
+                for at, _ in _flips(timer, state, model, fit):
+                    if as_of < at <= last:
+                        return True
+    return False
 
 
 def _flips(timer: Timer, state: LeadState, model: Model, fit: Fit) -> list[tuple[int, str]]:

@@ -2,18 +2,16 @@
 
 from __future__ import annotations
 
-import base64
 import hashlib
 from dataclasses import dataclass, field
 
 
-def event_digest(event_id: str) -> str:
+def event_digest(event_id: str) -> bytes:
     """A short, fixed-size fingerprint of an event id for the redelivery memory.
 
     64 bits: the chance of two of a lead's last few hundred ids colliding is ~1e-15.
     """
-    raw = hashlib.blake2b(event_id.encode("utf-8"), digest_size=8).digest()
-    return base64.b64encode(raw).decode("ascii")[:11]
+    return hashlib.blake2b(event_id.encode("utf-8"), digest_size=8).digest()
 
 
 @dataclass(slots=True)
@@ -89,7 +87,7 @@ class LeadState:
     published_grade: str | None = None
     published_contact: bool | None = None
     pending: dict[str, float] = field(default_factory=dict)
-    recent: list[str] = field(default_factory=list)
+    recent: list[bytes] = field(default_factory=list)
     tags: set[str] = field(default_factory=set)
     fired: dict[str, int] = field(default_factory=dict)
     caps: dict[str, dict[int, float]] = field(default_factory=dict)

@@ -1,18 +1,191 @@
-"""What the store keeps, as bytes: the state (compact JSON with short keys) and the outputs
-of the last write (length-prefixed Avro records), so that a replay can publish them again."""
+"""What the store keeps, as bytes: the state (a compact msgpack array; states written as
+JSON by earlier versions are still read) and the outputs of the last write
+(length-prefixed Avro records), so that a replay can publish them again."""
 
 from __future__ import annotations
 
+import base64
 import struct
 from collections.abc import Sequence
 from typing import Any, NamedTuple
 
+import msgpack  # type: ignore[import-untyped]
 import orjson
 
 from leadscore.scoring.state import CategoryScore, Change, LeadState
 
+COMPACT = b"\x01"  # the first byte of a compact state (a JSON one starts with "{")
+
 
 def encode_state(state: LeadState) -> bytes:
+    """The state as a msgpack array of its fields in a fixed order (no names), times
+    relative to the lead's clock (small numbers, short encodings), the redelivery memory
+    as one byte string."""
+    t = state.as_of
+    return COMPACT + _pack(  # type: ignore[no-any-return]
+        [
+            t,
+            state.engagement,
+            state.fixed,
+            t - state.last_activity,
+            t - state.first_seen,
+            state.events,
+            [x for name, (value, at) in state.attributes.items() for x in (name, value, t - at)],
+            None if state.consent is None else [state.consent[0], t - state.consent[1]],
+            state.stage,
+            None if state.stage_since is None else t - state.stage_since,
+            state.published_total,
+            state.published_fit,
+            state.published_grade,
+            state.published_contact,
+            _flat(state.pending),
+            b"".join(state.recent),
+            sorted(state.tags),
+            [x for rule, at in state.fired.items() for x in (rule, t - at)],
+            [x for rule, used in state.caps.items() for x in (rule, _flat(used))],
+            [x for rule, times in state.matched.items() for x in (rule, [t - m for m in times])],
+            _flat(state.counts),
+            [t - v for v in state.visits],
+            state.kept,
+            [
+                x
+                for rule, (earned, worth) in state.contributions.items()
+                for x in (rule, earned, worth)
+            ],
+            [
+                [t - c.as_of, c.cause_event_id, c.total, c.delta, c.stage, _flat(dict(c.reasons))]
+                for c in state.history
+            ],
+            None if state.first_request_at is None else t - state.first_request_at,
+            None if state.first_response_at is None else t - state.first_response_at,
+            list(state.published_tags),
+            state.published_speed,
+            [
+                x
+                for name, c in state.categories.items()
+                for x in (
+                    name,
+                    c.engagement,
+                    c.fixed,
+                    c.published,
+                    c.published_level,
+                    _flat(c.pending),
+                    [
+                        y
+                        for rule, (earned, worth) in c.contributions.items()
+                        for y in (rule, earned, worth)
+                    ],
+                )
+            ],
+        ]
+    )
+
+
+def decode_state(raw: bytes) -> LeadState:
+    if raw[:1] != COMPACT:
+        return _decode_json(raw)
+    (
+        t,
+        engagement,
+        fixed,
+        last_activity,
+        first_seen,
+        events,
+        attributes,
+        consent,
+        stage,
+        stage_since,
+        published_total,
+        published_fit,
+        published_grade,
+        published_contact,
+        pending,
+        recent,
+        tags,
+        fired,
+        caps,
+        matched,
+        counts,
+        visits,
+        kept,
+        contributions,
+        history,
+        first_request_at,
+        first_response_at,
+        published_tags,
+        published_speed,
+        categories,
+    ) = _unpack(raw[1:])
+    return LeadState(
+        engagement=engagement,
+        fixed=fixed,
+        as_of=t,
+        last_activity=t - last_activity,
+        first_seen=t - first_seen,
+        events=events,
+        attributes={
+            attributes[i]: (attributes[i + 1], t - attributes[i + 2])
+            for i in range(0, len(attributes), 3)
+        },
+        consent=None if consent is None else (consent[0], t - consent[1]),
+        stage=stage,
+        stage_since=None if stage_since is None else t - stage_since,
+        published_total=published_total,
+        published_fit=published_fit,
+        published_grade=published_grade,
+        published_contact=published_contact,
+        pending=_pairs(pending),
+        recent=[recent[i : i + 8] for i in range(0, len(recent), 8)],
+        tags=set(tags),
+        fired={fired[i]: t - fired[i + 1] for i in range(0, len(fired), 2)},
+        caps={caps[i]: _pairs(caps[i + 1]) for i in range(0, len(caps), 2)},
+        matched={matched[i]: [t - m for m in matched[i + 1]] for i in range(0, len(matched), 2)},
+        counts=_pairs(counts),
+        visits=[t - v for v in visits],
+        kept=kept,
+        contributions=_triples(contributions),
+        history=[
+            Change(t - h[0], h[1], h[2], h[3], h[4], tuple(_pairs(h[5]).items())) for h in history
+        ],
+        first_request_at=None if first_request_at is None else t - first_request_at,
+        first_response_at=None if first_response_at is None else t - first_response_at,
+        published_tags=tuple(published_tags),
+        published_speed=published_speed,
+        categories={
+            categories[i]: CategoryScore(
+                categories[i + 1],
+                categories[i + 2],
+                _triples(categories[i + 6]),
+                _pairs(categories[i + 5]),
+                categories[i + 3],
+                categories[i + 4],
+            )
+            for i in range(0, len(categories), 7)
+        },
+    )
+
+
+_pack = msgpack.Packer(use_bin_type=True, autoreset=True).pack
+
+
+def _unpack(raw: bytes) -> list[Any]:
+    return msgpack.unpackb(raw, raw=False, strict_map_key=False)  # type: ignore[no-any-return]
+
+
+def _flat(mapping: dict[Any, Any]) -> list[Any]:
+    return [x for pair in mapping.items() for x in pair]
+
+
+def _pairs(flat: list[Any]) -> dict[Any, Any]:
+    return dict(zip(flat[::2], flat[1::2], strict=True))
+
+
+def _triples(flat: list[Any]) -> dict[str, tuple[float, float]]:
+    return {flat[i]: (flat[i + 1], flat[i + 2]) for i in range(0, len(flat), 3)}
+
+
+def _encode_json(state: LeadState) -> bytes:
+    """The encoding before the compact one (kept to test reading old states)."""
     doc: dict[str, Any] = {
         "e": state.engagement,
         "t": state.as_of,
@@ -24,7 +197,7 @@ def encode_state(state: LeadState) -> bytes:
         "pt": state.published_total,
         "pf": state.published_fit,
         "pg": state.published_grade,
-        "r": state.recent,
+        "r": [base64.b64encode(r).decode()[:11] for r in state.recent],
     }
     if state.consent is not None:
         doc["c"] = state.consent
@@ -79,7 +252,8 @@ def encode_state(state: LeadState) -> bytes:
     return orjson.dumps(doc)
 
 
-def decode_state(raw: bytes) -> LeadState:
+def _decode_json(raw: bytes) -> LeadState:
+    """A state written before the compact encoding (JSON with short keys)."""
     doc = orjson.loads(raw)
     consent = doc.get("c")
     return LeadState(
@@ -96,7 +270,7 @@ def decode_state(raw: bytes) -> LeadState:
         published_grade=doc["pg"],
         published_contact=doc.get("pc"),
         pending=doc.get("p", {}),
-        recent=doc["r"],
+        recent=[base64.b64decode(r + "=") for r in doc["r"]],
         fixed=doc.get("x", 0.0),
         tags=set(doc.get("g", ())),
         fired=dict(doc.get("o", {})),

@@ -34,7 +34,7 @@ from leadscore.scoring.score import score
 from leadscore.scoring.state import LeadState
 from leadscore.simulate import Traffic
 from leadscore.state.encoding import StoredOutput, encode_state
-from leadscore.state.store import StateStore, Write
+from leadscore.state.store import StateStore, Stored, Write
 
 DAY_S = 86_400
 
@@ -113,7 +113,7 @@ def load_redis(
             writes.append(
                 Write(
                     ProfileKey("lead", f"lead-{i:08d}"),
-                    0,
+                    Stored(),
                     state,
                     {partition: 1_000_000 + i},
                     {partition: outputs},

@@ -42,12 +42,12 @@ class Publication(NamedTuple):
 
 class Swept(NamedTuple):
     """A due profile after a sweep: its write (None: nothing changed), the outputs to
-    publish (those of earlier sweeps not yet acknowledged first), the version it is at
+    publish (those of earlier sweeps not yet acknowledged first), the profile as it is
     once written, and its next schedule entry."""
 
     write: Write | None
     publications: list[Publication]
-    version: int
+    after: Stored
     due: Due
 
 
@@ -121,7 +121,7 @@ class ProfileUpdates:
         due = next_change(result.state, self.model)
         return Write(
             profile,
-            stored.version,
+            stored,
             result.state,
             watermarks,
             kept,
@@ -170,14 +170,14 @@ class ProfileUpdates:
         pending = list(stored.pending)
         if profile.is_lead or self.settings.emit_anonymous:
             pending += [self.encode_output(o, -1) for o in result.outputs]
-        write, version = None, stored.version
+        write, after = None, stored
         if result.outputs:
-            write = Write(profile, version, result.state, {}, pending=pending, refresh_ttl=False)
-            version += 1
+            write = Write(profile, stored, result.state, {}, pending=pending, refresh_ttl=False)
+            after = write.after()
         due = next_change(result.state, self.model)
         return Swept(
             write,
             [self.publication(profile, o.kind, o.value) for o in pending],
-            version,
+            after,
             Due(profile, entry.partition, due.at if due else None),
         )

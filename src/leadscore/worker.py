@@ -284,7 +284,7 @@ class Worker:
             self.cache.evict(conflicts)  # read again: another writer was first
             for write in writes:
                 if write.profile not in conflicts:
-                    self.cache.written(stored[write.profile], write)
+                    self.cache.put(write.profile, write.after())
             for profile, publications in produced.items():
                 if profile not in conflicts:
                     outputs.extend(publications)
@@ -357,7 +357,7 @@ class Worker:
         """Sweep due entries; returns how many were handled (not left for a replay)."""
         self.cache.evict(e.profile for e in entries)  # read, written and settled here
         stored = self.store.load([e.profile for e in entries])
-        writes, settled, schedule, stale = [], [], [], []
+        writes, settled, stale = [], [], []
         left = 0
         publications: dict[ProfileKey, list[Publication]] = {}
         for entry in entries:
@@ -375,8 +375,7 @@ class Worker:
             if swept.write is not None:
                 writes.append(swept.write)
             publications[profile] = swept.publications
-            settled.append((profile, swept.version))
-            schedule.append(swept.due)
+            settled.append((swept.after, swept.due))
         conflicts = set(self.store.save(writes)) if writes else set()
         self.metrics.state_conflicts.inc(len(conflicts))
         self.store.schedule(stale)
@@ -389,10 +388,7 @@ class Worker:
             self.publisher.publish([p.record for p in published], {})
         self.count_published(published)
         self.metrics.time_driven_changes.inc(len(writes) - len(conflicts))
-        self.store.settle(
-            [s for s in settled if s[0] not in conflicts],
-            [e for e in schedule if e.profile not in conflicts],
-        )
+        self.store.settle([s for s in settled if s[1].profile not in conflicts])
         return len(entries) - left
 
     def replayed_all(self, stored: Stored) -> bool:

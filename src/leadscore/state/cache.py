@@ -14,7 +14,7 @@ from collections import OrderedDict
 from collections.abc import Iterable, Sequence
 
 from leadscore.scoring.events import ProfileKey
-from leadscore.state.store import Stored, Write
+from leadscore.state.store import Stored
 
 
 class StateCache:
@@ -50,27 +50,6 @@ class StateCache:
         self._profiles.move_to_end(profile)
         while len(self._profiles) > self.capacity:
             self._profiles.popitem(last=False)
-
-    def written(self, before: Stored, write: Write) -> None:
-        """Remember a profile as `write` left it (the write was applied)."""
-        outputs = dict(before.outputs)
-        for partition in write.watermarks:
-            kept = write.outputs.get(partition)
-            if kept:
-                outputs[partition] = kept
-            else:
-                outputs.pop(partition, None)
-        self.put(
-            write.profile,
-            Stored(
-                version=write.expected_version + 1,
-                state=write.state,
-                watermarks={**before.watermarks, **write.watermarks},
-                outputs=outputs,
-                schedule=write.due.partition if write.due is not None else before.schedule,
-                pending=write.pending if write.pending is not None else before.pending,
-            ),
-        )
 
     def evict(self, profiles: Iterable[ProfileKey]) -> None:
         for profile in profiles:

@@ -1,4 +1,9 @@
-"""Profile state in Redis: one pipelined read and one script call that writes a batch."""
+"""Profile state in Redis: one pipelined read and one script call that writes a batch.
+
+A profile is one Redis string (`encoding.encode_profile`): its version, watermarks,
+schedule partition, kept and pending outputs, and state. One string instead of a hash of
+fields: a hash whose values are longer than 64 bytes is stored as a hash table, which
+cost 440 bytes per profile more."""
 
 from __future__ import annotations
 
@@ -16,9 +21,9 @@ from leadscore.state import keys
 from leadscore.state.encoding import (
     StoredOutput,
     decode_outputs,
+    decode_profile,
     decode_state,
-    encode_outputs,
-    encode_state,
+    encode_profile,
 )
 
 Partition = tuple[str, int]
@@ -51,23 +56,47 @@ class Due(NamedTuple):
 
 @dataclass(frozen=True, slots=True)
 class Write:
-    """A new state for a profile, valid only if the profile is still at `expected_version`.
+    """A new state for a profile, valid only if the profile is still as read (`base`, at
+    its version).
 
     `outputs` replaces, for each partition in `watermarks`, the outputs kept from the
-    previous write (none: the field is removed). `pending` replaces the outputs of
+    previous write (none: they are dropped). `pending` replaces the outputs of
     time-driven changes not yet acknowledged (None leaves them). `due` is the profile's
     schedule entry (None leaves it). `refresh_ttl` restarts the time to live (an event
     arrived); a time-driven change leaves it running.
     """
 
     profile: ProfileKey
-    expected_version: int
+    base: Stored
     state: LeadState
     watermarks: dict[Partition, int]
     outputs: dict[Partition, list[StoredOutput]] = field(default_factory=dict)
     pending: list[StoredOutput] | None = None
     due: Due | None = None
     refresh_ttl: bool = True
+
+    @property
+    def expected_version(self) -> int:
+        return self.base.version
+
+    def after(self) -> Stored:
+        """The profile as this write leaves it."""
+        before = self.base
+        outputs = dict(before.outputs)
+        for partition in self.watermarks:
+            kept = self.outputs.get(partition)
+            if kept:
+                outputs[partition] = kept
+            else:
+                outputs.pop(partition, None)
+        return Stored(
+            version=before.version + 1,
+            state=self.state,
+            watermarks={**before.watermarks, **self.watermarks},
+            outputs=outputs,
+            schedule=self.due.partition if self.due is not None else before.schedule,
+            pending=self.pending if self.pending is not None else before.pending,
+        )
 
 
 def _script(name: str) -> str:
@@ -83,7 +112,6 @@ class StateStore:
         self._ttl_ms = ttl_ms
         # redis-py loads a script once and reloads it on NOSCRIPT, also in pipelines
         self._save = client.register_script(_script("save.lua"))
-        self._settle = client.register_script(_script("settle.lua"))
 
     def ping(self) -> bool:
         try:
@@ -92,12 +120,28 @@ class StateStore:
             return False
 
     def load(self, profiles: Sequence[ProfileKey]) -> dict[ProfileKey, Stored]:
-        """Read many profiles in one round trip."""
+        """Read many profiles in one round trip (two if some are still in the layout of
+        leadscore 0.1, a hash: the next write converts them)."""
         pipe = self._client.pipeline(transaction=False)
         for profile in profiles:
-            pipe.hgetall(keys.profile_key(self.namespace, profile))
-        replies = self._execute(pipe)
-        return {p: _stored(reply) for p, reply in zip(profiles, replies, strict=True)}
+            pipe.get(keys.profile_key(self.namespace, profile))
+        replies = self._execute(pipe, raise_on_error=False)
+        found = {}
+        hashes = []
+        for profile, reply in zip(profiles, replies, strict=True):
+            if isinstance(reply, redis.ResponseError):
+                if not str(reply).startswith("WRONGTYPE"):
+                    raise StateUnavailable(f"redis refused the request: {reply}")
+                hashes.append(profile)
+            else:
+                found[profile] = _stored(reply)
+        if hashes:
+            pipe = self._client.pipeline(transaction=False)
+            for profile in hashes:
+                pipe.hgetall(keys.profile_key(self.namespace, profile))
+            for profile, fields in zip(hashes, self._execute(pipe), strict=True):
+                found[profile] = _stored_hash(fields)
+        return {p: found[p] for p in profiles}
 
     def save(self, writes: Sequence[Write], schedule: Sequence[Due] = ()) -> list[ProfileKey]:
         """Apply every write that is not in conflict, with its schedule entry, and set the
@@ -119,29 +163,23 @@ class StateStore:
 
         args: list[Any] = [len(writes)]
         for write in writes:
-            fields: list[Any] = []
-            for (topic, partition), offset in write.watermarks.items():
-                outputs = write.outputs.get((topic, partition), [])
-                fields += [
-                    keys.watermark_field(topic, partition),
-                    offset,
-                    keys.outputs_field(topic, partition),
-                    encode_outputs(outputs),
-                ]
-            if write.pending is not None:
-                fields += [keys.PENDING_FIELD, encode_outputs(write.pending)]
+            after = write.after()
+            assert after.state is not None
             due = write.due
-            if due is not None:
-                fields += [keys.SCHEDULE_FIELD, keys.partition_value(*due.partition)]
             args += [
                 write.expected_version,
-                encode_state(write.state),
                 self._ttl_ms if write.refresh_ttl else 0,
-                len(fields) // 2,
+                encode_profile(
+                    after.version,
+                    after.state,
+                    after.watermarks,
+                    after.outputs,
+                    after.schedule,
+                    after.pending,
+                ),
                 position(due.partition) if due is not None else 0,
                 keys.schedule_member(write.profile),
                 "" if due is None or due.at is None else due.at,
-                *fields,
             ]
         for entry in schedule:
             args += [
@@ -171,18 +209,18 @@ class StateStore:
         ]
         return sorted(entries, key=lambda e: e.at or 0)[:limit]
 
-    def settle(self, versions: Sequence[tuple[ProfileKey, int]], schedule: Sequence[Due]) -> None:
+    def settle(self, swept: Sequence[tuple[Stored, Due]]) -> None:
         """After the outputs of time-driven changes are acknowledged: forget them, for each
-        profile still at the version written with them, and reschedule those profiles."""
-        pipe = self._client.pipeline(transaction=False)
-        for profile, version in versions:
-            self._settle(
-                keys=[keys.profile_key(self.namespace, profile)], args=[version], client=pipe
+        profile still as it was written with them (a profile written since was taken over
+        by that writer), and set its next schedule entry."""
+        writes = [
+            Write(
+                entry.profile, profile, profile.state, {}, pending=[], due=entry, refresh_ttl=False
             )
-        settled = {p for (p, _), ok in zip(versions, self._execute(pipe), strict=True) if ok}
-        pipe = self._client.pipeline(transaction=False)
-        self._schedule(pipe, [e for e in schedule if e.profile in settled])
-        self._execute(pipe)
+            for profile, entry in swept
+            if profile.pending and profile.state is not None
+        ]
+        self.save(writes, [entry for profile, entry in swept if not profile.pending])
 
     def schedule(self, entries: Sequence[Due]) -> None:
         """Set schedule entries as they are (`at` None removes one): for stale entries,
@@ -204,16 +242,26 @@ class StateStore:
         """One profile, for `inspect` and tests."""
         return self.load([profile])[profile]
 
-    def _execute(self, pipe: Any) -> list[Any]:
+    def _execute(self, pipe: Any, raise_on_error: bool = True) -> list[Any]:
         try:
-            return list(pipe.execute())
+            return list(pipe.execute(raise_on_error=raise_on_error))
         except _UNAVAILABLE as exc:
             raise StateUnavailable(f"redis unavailable: {exc}") from exc
         except redis.ResponseError as exc:
             raise StateUnavailable(f"redis refused the request: {exc}") from exc
 
 
-def _stored(reply: dict[bytes, bytes]) -> Stored:
+def _stored(raw: bytes | None) -> Stored:
+    if raw is None:
+        return Stored()
+    version, state, watermarks, outputs, schedule, pending = decode_profile(raw)
+    return Stored(version, state, watermarks, outputs, schedule, pending)
+
+
+def _stored_hash(reply: dict[bytes, bytes]) -> Stored:
+    """A profile in the layout of leadscore 0.1: a hash of the version, the state, a
+    watermark and the kept outputs per partition, the schedule partition and the pending
+    outputs."""
     if not reply:
         return Stored()
     watermarks: dict[Partition, int] = {}

@@ -182,7 +182,7 @@ class MetricsSettings:
 @dataclass(frozen=True, slots=True)
 class WorkerSettings:
     batch_size: int = 2000
-    batch_timeout_ms: int = 50
+    batch_linger_ms: int = 0
     max_clock_skew_ms: int = 300_000
     event_memory: int = 100
     emit_anonymous: bool = False

@@ -74,6 +74,7 @@ log = logging.getLogger(__name__)
 
 MAX_BACKOFF_S = 5.0
 GC_INTERVAL_S = 30.0
+IDLE_WAIT_S = 0.1  # the longest a poll waits while idle: how soon a stop or sweep is noticed
 
 T = TypeVar("T")
 
@@ -204,7 +205,7 @@ class Worker:
 
     def poll(self) -> list[Message]:
         w = self.settings.worker
-        return self.consumer.poll_batch(w.batch_size, w.batch_timeout_ms / 1000)
+        return self.consumer.poll_batch(w.batch_size, w.batch_linger_ms / 1000, IDLE_WAIT_S)
 
     def process(self, messages: list[Message]) -> None:
         """One batch, every step in order; returns once its offsets are committed."""

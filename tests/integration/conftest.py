@@ -187,7 +187,7 @@ class Env:
             ),
             redis=RedisSettings(url=Secret(self.services.redis_url), namespace=self.prefix),
             metrics=MetricsSettings(port=0),
-            worker=replace(WorkerSettings(batch_timeout_ms=20), **worker),
+            worker=replace(WorkerSettings(), **worker),
         )
 
     def start_worker(

@@ -102,7 +102,7 @@ def test_run_help_shows_every_option_with_its_environment_variable() -> None:
         "sasl-password",
         "ssl-ca-location",
         "batch-size",
-        "batch-timeout",
+        "batch-linger",
         "state-ttl",
     ):
         env = "LEADSCORE_" + name.upper().replace("-", "_")

@@ -65,16 +65,24 @@ class InputConsumer:
     def assignment(self) -> set[Partition]:
         return set(self._assigned)
 
-    def poll_batch(self, max_messages: int, timeout_s: float) -> list[Message]:
-        """Up to `max_messages` records, waiting at most `timeout_s` for the first.
+    def poll_batch(self, max_messages: int, linger_s: float, idle_s: float) -> list[Message]:
+        """Up to `max_messages` records: those already fetched, at once; if none, the first
+        to arrive within `idle_s`, and what else arrives within `linger_s` after it.
 
-        Fetching paused by `keep_alive()` resumes here.
+        (`consume(n, timeout)` alone waits until it has `n` records or the timeout ran
+        out: at a moderate load every batch would wait the whole timeout.) Fetching
+        paused by `keep_alive()` resumes here.
         """
         if self._paused:
             self._consumer.resume([TopicPartition(t, p) for t, p in self._assigned])
             self._paused = False
+        consume = self._consumer.consume
         try:
-            records = self._consumer.consume(max_messages, timeout_s)
+            records = consume(max_messages, 0)
+            if not records:
+                records = consume(1, idle_s)
+                if records and max_messages > 1:
+                    records += consume(max_messages - 1, linger_s)
         except KafkaException as exc:
             raise KafkaUnavailable(f"consume failed: {exc}") from exc
         if self._fatal:

@@ -191,13 +191,17 @@ class Worker:
 
     def _leave_group(self) -> None:
         log.info("stopping: leaving the consumer group")
+        if hasattr(self, "publisher"):
+            owned = self.consumer.assignment
+            self.publisher.finish({p: o for p, o in self.positions.items() if p in owned})
         self.consumer.close()
         if hasattr(self, "producer"):
             self.producer.close(self.settings.worker.shutdown_timeout_s)
 
     def _revoked(self, partitions: list[Partition]) -> None:
-        if hasattr(self, "publisher"):
-            self.publisher.revoked(partitions)  # finish the batch in flight for them
+        if hasattr(self, "publisher"):  # commit what was done on them, and the batch in flight
+            done = {p: self.positions[p] for p in partitions if p in self.positions}
+            self.publisher.revoked(partitions, done)
         self.cache.clear()
         for partition in partitions:
             self.positions.pop(partition, None)

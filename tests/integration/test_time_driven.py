@@ -282,7 +282,10 @@ def test_a_sweep_lost_before_publishing_is_published_by_the_next(env: Env) -> No
             lost.extend(records)
             raise KafkaUnavailable("the broker is gone")
 
-        def revoked(self, _partitions: list[Any]) -> None:
+        def revoked(self, _partitions: list[Any], _done: dict[Any, int]) -> None:
+            pass
+
+        def finish(self, _done: dict[Any, int]) -> None:
             pass
 
     crashed = Worker(env.settings(clock_speed=0, clock_start_ms=clock_at), model)

@@ -49,6 +49,7 @@ class InputConsumer:
                 "log.connection.close": False,
                 **config,
                 "error_cb": self._on_error,
+                "on_commit": _on_commit,
             }
         )
         self._on_assign = on_assign
@@ -100,12 +101,16 @@ class InputConsumer:
             batch.append(_message(record))
         return batch
 
-    def commit(self, next_offsets: dict[Partition, int]) -> None:
-        """Commit, synchronously, the next offset to read of each partition."""
+    def commit(self, next_offsets: dict[Partition, int], *, wait: bool = True) -> None:
+        """Commit the next offset to read of each partition; without `wait`, the request
+        is sent and its outcome logged when it comes (a later commit covers a failed one)."""
         if not next_offsets:
             return
         offsets = [TopicPartition(t, p, o) for (t, p), o in next_offsets.items()]
         try:
+            if not wait:
+                self._consumer.commit(offsets=offsets, asynchronous=True)
+                return
             results = self._consumer.commit(offsets=offsets, asynchronous=False)
         except KafkaException as exc:
             raise KafkaUnavailable(f"offset commit failed: {exc}") from exc
@@ -195,6 +200,14 @@ class InputConsumer:
         if error.code() == KafkaError._ALL_BROKERS_DOWN:
             self.connected = False
         log.warning("kafka consumer: %s", error.str())
+
+
+def _on_commit(error: KafkaError | None, partitions: list[TopicPartition]) -> None:
+    """The outcome of a commit sent without waiting (served by the next consume)."""
+    failed = [tp for tp in partitions if tp.error is not None]
+    if error is not None or failed:
+        reason = str(error) if error is not None else str(failed[0].error)
+        log.warning("offset commit failed (%s); the next commit covers it", reason)
 
 
 def _message(record: Any) -> Message:

@@ -28,17 +28,24 @@ class Publisher(Protocol):
     def publish(self, records: list[Record], next_offsets: dict[Partition, int]) -> None:
         """Publish `records`, then make `next_offsets` the group's committed offsets."""
 
-    def revoked(self, partitions: list[Partition]) -> None:
-        """Called (inside a consumer call) when partitions leave this member."""
+    def revoked(self, partitions: list[Partition], done: dict[Partition, int]) -> None:
+        """Called (inside a consumer call) when partitions leave this member, with the next
+        offsets of the batches done on them: make sure they are committed now."""
+
+    def finish(self, done: dict[Partition, int]) -> None:
+        """Before leaving the group: make sure the offsets of the batches done are
+        committed."""
 
 
 class AtLeastOnce:
-    """Produce, wait for every acknowledgement, commit.
+    """Produce, wait for every acknowledgement, commit (without waiting for the commit).
 
     While the acknowledgements are awaited the consumer serves group callbacks
     (`waiting`): if partitions of the batch are revoked then, `revoked()` waits for the
     batch's records right there and commits those partitions' offsets while this member
     still owns them, so their new owner starts after the batch instead of replaying it.
+    A revocation between batches commits, and waits for, the offsets of the batches done
+    on the partitions that leave (an earlier commit may still be on its way).
     """
 
     def __init__(
@@ -65,14 +72,27 @@ class AtLeastOnce:
             if self._failure is not None:
                 raise self._failure
             owned = self.consumer.assignment
-            self._commit({p: o for p, o in self._in_flight.items() if p in owned})
+            # not waiting for the commit: a failed one is covered by the next; those of
+            # partitions that leave are made sure of in revoked(), the last in finish()
+            self._commit({p: o for p, o in self._in_flight.items() if p in owned}, wait=False)
         finally:
             self._in_flight = {}
 
-    def revoked(self, partitions: list[Partition]) -> None:
-        leaving = {p: self._in_flight.pop(p) for p in partitions if p in self._in_flight}
-        if not leaving or self._failure is not None:
-            return
+    def revoked(self, partitions: list[Partition], done: dict[Partition, int]) -> None:
+        leaving = {p: done[p] for p in partitions if p in done}
+        in_flight = {p: self._in_flight.pop(p) for p in partitions if p in self._in_flight}
+        finished = bool(in_flight) and self._failure is None and self._acknowledged()
+        if finished:
+            leaving.update(in_flight)
+        self._commit(leaving)
+        if finished:
+            log.info("committed the batch in flight of the revoked partitions")
+
+    def finish(self, done: dict[Partition, int]) -> None:
+        self._commit(done)
+
+    def _acknowledged(self) -> bool:
+        """Wait (up to the timeout) for every record sent to be acknowledged."""
         deadline = time.monotonic() + self.revoke_timeout_s
         try:
             while self.producer.flush(1.0):
@@ -81,16 +101,15 @@ class AtLeastOnce:
                         "the batch of revoked partitions is not acknowledged yet: "
                         "their new owner replays it"
                     )
-                    return
+                    return False
         except DeliveryFailed as exc:
             self._failure = exc  # publish() raises it: the batch is sent again
-            return
-        self._commit(leaving)
-        log.info("committed the batch in flight of the revoked partitions")
+            return False
+        return True
 
-    def _commit(self, next_offsets: dict[Partition, int]) -> None:
+    def _commit(self, next_offsets: dict[Partition, int], *, wait: bool = True) -> None:
         try:
-            self.consumer.commit(next_offsets)
+            self.consumer.commit(next_offsets, wait=wait)
         except KafkaUnavailable as exc:
             # the next batch commits later offsets; a replay meanwhile is caught by the
             # watermarks and re-publishes the stored outputs
@@ -115,5 +134,8 @@ class ExactlyOnce:
             {p: o for p, o in next_offsets.items() if p in owned}, self.consumer.group_metadata()
         )
 
-    def revoked(self, partitions: list[Partition]) -> None:
+    def revoked(self, partitions: list[Partition], done: dict[Partition, int]) -> None:
+        pass  # committed with their transactions
+
+    def finish(self, done: dict[Partition, int]) -> None:
         pass

@@ -8,6 +8,7 @@ output records; Redis and Kafka calls stay in the worker.
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Mapping
 from typing import NamedTuple
 
 from leadscore.codec import OutputEncoder
@@ -72,16 +73,21 @@ class ProfileUpdates:
         self.input_topics = input_topics
 
     def on_events(
-        self, profile: ProfileKey, stored: Stored, items: list[Positioned]
+        self,
+        profile: ProfileKey,
+        stored: Stored,
+        items: list[Positioned],
+        kept_outputs: Mapping[tuple[Partition, int], list[StoredOutput]],
     ) -> tuple[Write | None, list[Publication]]:
         """Fold the events not yet applied to this profile (above its watermarks), and
-        publish again the kept outputs of those already applied (a replay)."""
+        publish again the kept outputs of those already applied (a replay: `kept_outputs`
+        holds those not yet published, by partition and offset)."""
         fresh: list[Positioned] = []
         replayed: list[Positioned] = []
         for item in items:
             applied = item.offset <= stored.watermarks.get(item.partition, -1)
             (replayed if applied else fresh).append(item)
-        publications = self.republish(profile, stored, replayed)
+        publications = self.republish(profile, replayed, kept_outputs)
         if not fresh:
             return None, publications
         result = score(
@@ -149,7 +155,10 @@ class ProfileUpdates:
         return Publication(Record(topic, profile.id.encode(), value, headers), kind, occurred_at)
 
     def republish(
-        self, profile: ProfileKey, stored: Stored, replayed: list[Positioned]
+        self,
+        profile: ProfileKey,
+        replayed: list[Positioned],
+        kept_outputs: Mapping[tuple[Partition, int], list[StoredOutput]],
     ) -> list[Publication]:
         """The kept outputs caused by replayed messages, exactly as first published."""
         if not replayed:
@@ -158,8 +167,7 @@ class ProfileUpdates:
         return [
             self.publication(profile, kept.kind, kept.value)
             for item in replayed
-            for kept in stored.outputs.get(item.partition, [])
-            if kept.cause_offset == item.offset
+            for kept in kept_outputs.get((item.partition, item.offset), [])
         ]
 
     def on_time(self, entry: Due, stored: Stored, now: int) -> Swept:

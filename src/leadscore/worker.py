@@ -4,22 +4,25 @@
     decode   Avro -> typed event; undecodable or invalid -> dead-letter topic
     resolve  group the events by profile (the lead, or the anonymous profile)
     score    pure: previous state + events + model -> new state + outputs
-    persist  one conditional write per changed profile: state, offset watermarks, outputs,
-             and the time of its next time-driven change in its partition's schedule
+    persist  one script call: per changed profile a conditional write of its state and
+             offset watermarks, the time of its next time-driven change in its
+             partition's schedule, and the outputs its events caused, kept (per input
+             partition and offset) until they are published
     publish  outputs and dead letters, then commit the input offsets
     sweep    about every second: the profiles of owned partitions whose time-driven change
              came due (inactivity, decay) are re-evaluated, persisted, published
 
 Why this order gives exactly-once state and at-least-once (or exactly-once) output:
 - A profile's new state, the highest offset of each (topic, partition) folded into it and
-  the outputs those events caused are written in one atomic Redis call, conditional on
-  the version that was read. A replayed message (offset at or below the profile's
-  watermark) changes nothing, so after any crash, restart or rebalance every event changes
-  the state exactly once; a conflicting writer (two workers briefly owning a partition)
-  makes us re-read and recompute instead of overwriting.
-- A replayed message whose outputs are kept with the profile publishes them again, with
-  their ids: a crash after the state write but before the outputs were acknowledged
-  loses nothing.
+  the outputs those events caused are written in one atomic Redis call (the batch's
+  script), conditional on the version that was read. A replayed message (offset at or
+  below the profile's watermark) changes nothing, so after any crash, restart or
+  rebalance every event changes the state exactly once; a conflicting writer (two
+  workers briefly owning a partition) makes us re-read and recompute instead of
+  overwriting.
+- A replayed message whose outputs are still kept publishes them again, with their ids:
+  a crash after the state write but before the outputs were acknowledged loses nothing.
+  Once a batch is published, the next batch's write drops what it kept.
 - Input offsets are committed only with or after the batch's outputs and dead letters:
   at-least-once commits them once every record is acknowledged (a crash before re-sends
   the same ids; consumers deduplicate), exactly-once commits records and offsets in one
@@ -125,6 +128,9 @@ class Worker:
         self.positions: dict[Partition, int] = {}  # next offset to process, as committed
         self.event_times: dict[Partition, int] = {}  # newest event time processed
         self.cache = StateCache(settings.worker.state_cache)
+        # outputs kept for a replay: those of the batch in hand, and those published
+        self.batch_kept: list[tuple[Partition, int]] = []
+        self.published_kept: list[tuple[Partition, int]] = []
         self.redis_ok = False
         self.stop = threading.Event()
         self._give_up_at: float | None = None
@@ -194,6 +200,9 @@ class Worker:
         if hasattr(self, "publisher"):
             owned = self.consumer.assignment
             self.publisher.finish({p: o for p, o in self.positions.items() if p in owned})
+            if self.published_kept and self.redis_ok:  # not in an outage: they expire
+                with contextlib.suppress(StateUnavailable):
+                    self.store.save([], (), self.published_kept)
         self.consumer.close()
         if hasattr(self, "producer"):
             self.producer.close(self.settings.worker.shutdown_timeout_s)
@@ -226,6 +235,7 @@ class Worker:
             return
         owned = self.consumer.assignment  # not those revoked while the batch waited
         self.positions.update((p, o) for p, o in offsets.items() if p in owned)
+        self.published_kept = self.batch_kept  # published: the next write drops them
         for item in events:
             if item.partition not in owned:
                 continue
@@ -259,11 +269,16 @@ class Worker:
         return events, dead_letters
 
     def score_and_persist(self, events: list[Positioned]) -> list[Publication]:
-        """Score each profile's events and write the profiles, re-scoring on conflicts."""
+        """Score each profile's events and write the profiles, re-scoring on conflicts.
+
+        The outputs kept for a replay are those of this batch (dropped by the next
+        batch's write, once this one is published) and, for replayed events, those read
+        back (dropped the same way)."""
         by_profile: dict[ProfileKey, list[Positioned]] = defaultdict(list)
         for item in events:
             by_profile[item.event.profile_key].append(item)
         outputs: list[Publication] = []
+        kept: set[tuple[Partition, int]] = set()
         todo = list(by_profile)
         while todo:
             stored, missing = self.cache.lookup(todo)
@@ -273,27 +288,42 @@ class Worker:
                 stored.update(read)
                 for profile, found in read.items():
                     self.cache.put(profile, found)
+            replayed = [
+                (item.partition, item.offset)
+                for profile in todo
+                for item in by_profile[profile]
+                if item.offset <= stored[profile].watermarks.get(item.partition, -1)
+            ]
+            kept_outputs = self.store.kept(replayed) if replayed else {}
+            kept.update(kept_outputs)
             writes, produced, schedule = [], {}, []
             for profile in todo:
                 write, produced[profile] = self.updates.on_events(
-                    profile, stored[profile], by_profile[profile]
+                    profile, stored[profile], by_profile[profile], kept_outputs
                 )
                 if write is not None:
                     writes.append(write)
                 elif (entry := self.updates.rescheduled(profile, stored[profile])) is not None:
                     schedule.append(entry)  # a replay repairs an entry a crash left unset
             with self.metrics.redis_call("save"):
-                conflicts = set(self.store.save(writes, schedule))
+                conflicts = set(self.store.save(writes, schedule, self.published_kept))
+            self.published_kept = []
             self.redis_ok = True
             self.metrics.state_conflicts.inc(len(conflicts))
             self.cache.evict(conflicts)  # read again: another writer was first
             for write in writes:
                 if write.profile not in conflicts:
                     self.cache.put(write.profile, write.after())
+                    kept.update(
+                        (partition, output.cause_offset)
+                        for partition, written in write.outputs.items()
+                        for output in written
+                    )
             for profile, publications in produced.items():
                 if profile not in conflicts:
                     outputs.extend(publications)
             todo = [p for p in todo if p in conflicts]
+        self.batch_kept = list(kept)
         return outputs
 
     def count_published(self, outputs: list[Publication]) -> None:
@@ -397,13 +427,14 @@ class Worker:
         return len(entries) - left
 
     def replayed_all(self, stored: Stored) -> bool:
-        """No owned partition will replay an event whose outputs are kept with the profile
-        (it would republish them after the newer outputs of a sweep)."""
+        """No owned partition will replay an event applied to the profile (it would
+        republish that event's outputs after the newer outputs of a sweep): every
+        watermark on an owned partition is below the offsets done there."""
+        owned = self.consumer.assignment
         return all(
-            output.cause_offset < self.positions.get(partition, 0)
-            for partition, outputs in stored.outputs.items()
-            if partition in self.consumer.assignment
-            for output in outputs
+            offset < self.positions.get(partition, 0)
+            for partition, offset in stored.watermarks.items()
+            if partition in owned
         )
 
     # ---- outages ----------------------------------------------------------------------------

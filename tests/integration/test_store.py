@@ -40,11 +40,10 @@ def test_a_profile_in_the_old_hash_layout_is_read_and_converted_by_its_next_writ
     store = StateStore(env.redis, namespace=env.prefix, ttl_ms=0)
 
     found = store.read(LEAD)
-    assert (found.version, found.state, found.watermarks, found.outputs, found.schedule) == (
+    assert (found.version, found.state, found.watermarks, found.schedule) == (
         7,
         state,
         {VISITS: 41},
-        {VISITS: kept},
         VISITS,
     )
     # a writer that read nothing (version 0) is in conflict with it
@@ -56,5 +55,31 @@ def test_a_profile_in_the_old_hash_layout_is_read_and_converted_by_its_next_writ
     assert 0 < env.redis.pttl(key) <= 3_600_000  # the TTL it had
     again = store.read(LEAD)
     assert again == write.after()
-    assert (again.version, again.watermarks, again.outputs) == (8, {VISITS: 42}, {})
+    assert (again.version, again.watermarks) == (8, {VISITS: 42})
     assert env.redis.zscore(keys.schedule_key(env.prefix, *VISITS), "lead:old-1") == 123
+
+
+def test_outputs_are_kept_by_partition_and_offset_until_forgotten(env: Env) -> None:
+    event = InputDecoder("Visit", max_clock_skew_ms=300_000)(
+        encoded("Visit", LEAD.id, occurred_at=now_ms())
+    )
+    state = score(LEAD, None, [event], simple_model()).state
+    store = StateStore(env.redis, namespace=env.prefix, ttl_ms=0)
+    outputs = [
+        StoredOutput(5, "stage_transitioned", b"a"),
+        StoredOutput(5, "score_changed", b"b"),
+        StoredOutput(6, "score_changed", b"c"),
+    ]
+    write = Write(LEAD, Stored(), state, {VISITS: 6}, {VISITS: outputs})
+    # a write in conflict keeps nothing
+    assert store.save([Write(LEAD, Stored(version=3), state, {VISITS: 6}, {VISITS: outputs})]) == [
+        LEAD
+    ]
+    assert store.kept([(VISITS, 5), (VISITS, 6)]) == {}
+    assert store.save([write]) == []
+    assert store.kept([(VISITS, 5), (VISITS, 6), (VISITS, 7)]) == {
+        (VISITS, 5): outputs[:2],
+        (VISITS, 6): outputs[2:],
+    }
+    assert store.save([], (), forget=[(VISITS, 5)]) == []
+    assert store.kept([(VISITS, 5), (VISITS, 6)]) == {(VISITS, 6): outputs[2:]}

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import base64
 import struct
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any, NamedTuple
 
 import msgpack  # type: ignore[import-untyped]
@@ -305,13 +305,12 @@ def encode_profile(
     version: int,
     state: LeadState,
     watermarks: dict[tuple[str, int], int],
-    outputs: Mapping[tuple[str, int], Sequence[StoredOutput]],
     schedule: tuple[str, int] | None,
     pending: Sequence[StoredOutput],
 ) -> bytes:
     """A profile as one Redis string: its version (4 bytes, big-endian: the write script
     reads it with GETRANGE), then a msgpack array of the watermarks, the schedule
-    partition, the pending outputs, the kept outputs per partition and the state."""
+    partition, the pending outputs of time-driven changes and the state."""
     return _VERSION.pack(version) + _pack(  # type: ignore[no-any-return]
         [
             [
@@ -321,11 +320,6 @@ def encode_profile(
             ],
             None if schedule is None else list(schedule),
             _outputs(pending),
-            [
-                x
-                for (topic, partition), kept in outputs.items()
-                for x in (topic, partition, _outputs(kept))
-            ],
             encode_state(state),
         ]
     )
@@ -333,28 +327,16 @@ def encode_profile(
 
 def decode_profile(
     raw: bytes,
-) -> tuple[
-    int,
-    LeadState,
-    dict[tuple[str, int], int],
-    dict[tuple[str, int], list[StoredOutput]],
-    tuple[str, int] | None,
-    list[StoredOutput],
-]:
-    """What `encode_profile` wrote: (version, state, watermarks, outputs, schedule,
-    pending)."""
+) -> tuple[int, LeadState, dict[tuple[str, int], int], tuple[str, int] | None, list[StoredOutput]]:
+    """What `encode_profile` wrote: (version, state, watermarks, schedule, pending)."""
     (version,) = _VERSION.unpack_from(raw)
-    watermarks, schedule, pending, outputs, state = _unpack(raw[_VERSION.size :])
+    watermarks, schedule, pending, state = _unpack(raw[_VERSION.size :])
     return (
         version,
         decode_state(state),
         {
             (watermarks[i], watermarks[i + 1]): watermarks[i + 2]
             for i in range(0, len(watermarks), 3)
-        },
-        {
-            (outputs[i], outputs[i + 1]): _stored_outputs(outputs[i + 2])
-            for i in range(0, len(outputs), 3)
         },
         None if schedule is None else (schedule[0], schedule[1]),
         _stored_outputs(pending),

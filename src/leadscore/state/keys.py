@@ -44,6 +44,13 @@ def schedule_key(namespace: str, topic: str, partition: int) -> str:
     return f"{namespace}:due:{{{topic}:{partition}}}"
 
 
+def kept_key(namespace: str, topic: str, partition: int) -> str:
+    """The hash of the outputs kept for a replay, one per input partition: field = the
+    offset of the event that caused them, value = the encoded outputs. An entry lives
+    from the state write until the batch is published (the next batch's write drops it)."""
+    return f"{namespace}:kept:{{{topic}:{partition}}}"
+
+
 def schedule_member(profile: ProfileKey) -> str:
     return f"{profile.kind}:{profile.id}"
 

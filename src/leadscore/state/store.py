@@ -1,13 +1,14 @@
 """Profile state in Redis: one pipelined read and one script call that writes a batch.
 
 A profile is one Redis string (`encoding.encode_profile`): its version, watermarks,
-schedule partition, kept and pending outputs, and state. One string instead of a hash of
-fields: a hash whose values are longer than 64 bytes is stored as a hash table, which
-cost 440 bytes per profile more."""
+schedule partition, pending outputs and state. One string instead of a hash of fields: a
+hash whose values are longer than 64 bytes is stored as a hash table, which cost 440 bytes
+per profile more. The outputs a batch's events caused are kept apart, per input partition
+(`keys.kept_key`), from the write until the batch is published."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from importlib import resources
 from typing import Any, NamedTuple
@@ -23,6 +24,7 @@ from leadscore.state.encoding import (
     decode_outputs,
     decode_profile,
     decode_state,
+    encode_outputs,
     encode_profile,
 )
 
@@ -34,13 +36,12 @@ _UNAVAILABLE = (redis.ConnectionError, redis.TimeoutError, redis.BusyLoadingErro
 @dataclass(frozen=True, slots=True)
 class Stored:
     """A profile as read: its version (0 if new), state, per input partition the highest
-    offset applied (watermark) and the outputs of the last write it caused, the partition
-    whose schedule holds it, and the outputs of time-driven changes not yet acknowledged."""
+    offset applied (watermark), the partition whose schedule holds it, and the outputs of
+    time-driven changes not yet acknowledged."""
 
     version: int = 0
     state: LeadState | None = None
     watermarks: dict[Partition, int] = field(default_factory=dict)
-    outputs: dict[Partition, list[StoredOutput]] = field(default_factory=dict)
     schedule: Partition | None = None
     pending: list[StoredOutput] = field(default_factory=list)
 
@@ -59,8 +60,9 @@ class Write:
     """A new state for a profile, valid only if the profile is still as read (`base`, at
     its version).
 
-    `outputs` replaces, for each partition in `watermarks`, the outputs kept from the
-    previous write (none: they are dropped). `pending` replaces the outputs of
+    `outputs` are the outputs this write's events caused, by input partition, kept (in
+    that partition's hash, by cause offset) until they are published. `pending` replaces
+    the outputs of
     time-driven changes not yet acknowledged (None leaves them). `due` is the profile's
     schedule entry (None leaves it). `refresh_ttl` restarts the time to live (an event
     arrived); a time-driven change leaves it running.
@@ -82,18 +84,10 @@ class Write:
     def after(self) -> Stored:
         """The profile as this write leaves it."""
         before = self.base
-        outputs = dict(before.outputs)
-        for partition in self.watermarks:
-            kept = self.outputs.get(partition)
-            if kept:
-                outputs[partition] = kept
-            else:
-                outputs.pop(partition, None)
         return Stored(
             version=before.version + 1,
             state=self.state,
             watermarks={**before.watermarks, **self.watermarks},
-            outputs=outputs,
             schedule=self.due.partition if self.due is not None else before.schedule,
             pending=self.pending if self.pending is not None else before.pending,
         )
@@ -110,6 +104,9 @@ class StateStore:
         self._client = client
         self.namespace = namespace
         self._ttl_ms = ttl_ms
+        # kept outputs are dropped once published; a partition nobody consumes any more
+        # loses them after this long
+        self._kept_ttl_ms = 7 * 86_400_000
         # redis-py loads a script once and reloads it on NOSCRIPT, also in pipelines
         self._save = client.register_script(_script("save.lua"))
 
@@ -143,57 +140,95 @@ class StateStore:
                 found[profile] = _stored_hash(fields)
         return {p: found[p] for p in profiles}
 
-    def save(self, writes: Sequence[Write], schedule: Sequence[Due] = ()) -> list[ProfileKey]:
-        """Apply every write that is not in conflict, with its schedule entry, and set the
-        entries of `schedule`, in one script call; return the profiles in conflict.
+    def save(
+        self,
+        writes: Sequence[Write],
+        schedule: Sequence[Due] = (),
+        forget: Iterable[tuple[Partition, int]] = (),
+    ) -> list[ProfileKey]:
+        """Apply every write that is not in conflict, with its schedule entry and its kept
+        outputs, set the entries of `schedule`, and drop the kept outputs of `forget`
+        (partition, cause offset: published since), in one script call; return the
+        profiles in conflict.
 
         A schedule entry is an index, not the truth: the sweep checks every entry against
         the profile's state, and a conflicting write is retried, which sets it again.
         """
-        if not writes and not schedule:
+        forget = list(forget)
+        if not writes and not schedule and not forget:
             return []
         keys_: list[str] = [keys.profile_key(self.namespace, w.profile) for w in writes]
-        schedules: dict[str, int] = {}
+        others: dict[str, int] = {}
 
-        def position(partition: Partition) -> int:
-            key = keys.schedule_key(self.namespace, *partition)
-            if key not in schedules:
-                schedules[key] = len(writes) + len(schedules) + 1
-            return schedules[key]
+        def position(key: str) -> int:
+            if key not in others:
+                others[key] = len(writes) + len(others) + 1
+            return others[key]
 
-        args: list[Any] = [len(writes)]
+        def kept_position(partition: Partition) -> int:
+            return position(keys.kept_key(self.namespace, *partition))
+
+        args: list[Any] = [len(writes), self._kept_ttl_ms]
         for write in writes:
             after = write.after()
             assert after.state is not None
             due = write.due
+            kept: list[Any] = []
+            for partition, outputs in write.outputs.items():
+                by_cause: dict[int, list[StoredOutput]] = {}
+                for output in outputs:
+                    by_cause.setdefault(output.cause_offset, []).append(output)
+                at = kept_position(partition)
+                for offset, caused in by_cause.items():
+                    kept += [at, offset, encode_outputs(caused)]
             args += [
                 write.expected_version,
                 self._ttl_ms if write.refresh_ttl else 0,
                 encode_profile(
-                    after.version,
-                    after.state,
-                    after.watermarks,
-                    after.outputs,
-                    after.schedule,
-                    after.pending,
+                    after.version, after.state, after.watermarks, after.schedule, after.pending
                 ),
-                position(due.partition) if due is not None else 0,
+                position(keys.schedule_key(self.namespace, *due.partition)) if due else 0,
                 keys.schedule_member(write.profile),
                 "" if due is None or due.at is None else due.at,
+                len(kept) // 3,
+                *kept,
             ]
+        args.append(len(schedule))
         for entry in schedule:
             args += [
-                position(entry.partition),
+                position(keys.schedule_key(self.namespace, *entry.partition)),
                 keys.schedule_member(entry.profile),
                 "" if entry.at is None else entry.at,
             ]
+        for partition, offset in forget:
+            args += [kept_position(partition), offset]
         try:
-            versions = self._save(keys=keys_ + list(schedules), args=args)
+            applied = self._save(keys=keys_ + list(others), args=args)
         except _UNAVAILABLE as exc:
             raise StateUnavailable(f"redis unavailable: {exc}") from exc
         except redis.ResponseError as exc:
             raise StateUnavailable(f"redis refused the request: {exc}") from exc
-        return [w.profile for w, version in zip(writes, versions, strict=True) if not version]
+        return [w.profile for w, ok in zip(writes, applied, strict=True) if not ok]
+
+    def kept(
+        self, causes: Iterable[tuple[Partition, int]]
+    ) -> dict[tuple[Partition, int], list[StoredOutput]]:
+        """The kept outputs of replayed events (partition, offset), where there are any
+        (none: they were published, or the event caused none)."""
+        by_partition: dict[Partition, list[int]] = {}
+        for partition, offset in causes:
+            by_partition.setdefault(partition, []).append(offset)
+        pipe = self._client.pipeline(transaction=False)
+        for partition, offsets in by_partition.items():
+            pipe.hmget(keys.kept_key(self.namespace, *partition), offsets)
+        found: dict[tuple[Partition, int], list[StoredOutput]] = {}
+        for (partition, offsets), values in zip(
+            by_partition.items(), self._execute(pipe), strict=True
+        ):
+            for offset, value in zip(offsets, values, strict=True):
+                if value is not None:
+                    found[(partition, offset)] = decode_outputs(value)
+        return found
 
     def due(self, partitions: Sequence[Partition], now: int, limit: int) -> list[Due]:
         """Up to `limit` profiles due at or before `now` in the schedules of `partitions`,
@@ -254,31 +289,27 @@ class StateStore:
 def _stored(raw: bytes | None) -> Stored:
     if raw is None:
         return Stored()
-    version, state, watermarks, outputs, schedule, pending = decode_profile(raw)
-    return Stored(version, state, watermarks, outputs, schedule, pending)
+    version, state, watermarks, schedule, pending = decode_profile(raw)
+    return Stored(version, state, watermarks, schedule, pending)
 
 
 def _stored_hash(reply: dict[bytes, bytes]) -> Stored:
     """A profile in the layout of leadscore 0.1: a hash of the version, the state, a
-    watermark and the kept outputs per partition, the schedule partition and the pending
-    outputs."""
+    watermark and the kept outputs per partition (not read: those of its last write are
+    published long since), the schedule partition and the pending outputs."""
     if not reply:
         return Stored()
     watermarks: dict[Partition, int] = {}
-    outputs: dict[Partition, list[StoredOutput]] = {}
     for name, value in reply.items():
         field_name = name.decode()
         if field_name.startswith(keys.WATERMARK_PREFIX):
             watermarks[keys.parse_partition_field(field_name)] = int(value)
-        elif field_name.startswith(keys.OUTPUTS_PREFIX):
-            outputs[keys.parse_partition_field(field_name)] = decode_outputs(value)
     raw = reply.get(keys.STATE_FIELD.encode())
     schedule = reply.get(keys.SCHEDULE_FIELD.encode())
     return Stored(
         version=int(reply.get(keys.VERSION_FIELD.encode(), b"0")),
         state=decode_state(raw) if raw else None,
         watermarks=watermarks,
-        outputs=outputs,
         schedule=keys.parse_partition_value(schedule.decode()) if schedule else None,
         pending=decode_outputs(reply.get(keys.PENDING_FIELD.encode(), b"")),
     )

@@ -1,22 +1,27 @@
--- Write a batch of profiles, each conditional on the version that was read, and set
--- schedule entries; one call per batch (one round trip, one script run).
+-- Write a batch of profiles, each conditional on the version that was read, with their
+-- schedule entries and kept outputs; set other schedule entries; drop kept outputs that
+-- were published. One call per batch (one round trip, one script run).
 --
 -- A profile is a string whose first 4 bytes are its version, big-endian
 -- (state/encoding.py: encode_profile). A profile still in the layout of leadscore 0.1
 -- (a hash with the version in field `v`) is replaced by the string, keeping its TTL.
 --
 -- KEYS     the profile keys of the writes (state/keys.py: profile_key), in order, then
---          the schedule sorted sets the entries below name by position
--- ARGV[1]  the number of writes, W
+--          the schedule sorted sets and kept-output hashes named below by position
+-- ARGV[1]  the number of writes, W;  ARGV[2]  the time to live of a kept-output hash (ms)
 -- then, per write: the expected version (0: the profile is new), the time to live in ms
 --   restarted by this write (0: left as it is), the new value (carrying the next
---   version), the schedule key's position in KEYS (0: none), the profile's member in it
---   and its due time ('' removes it)
--- then, per extra schedule entry (not tied to a write): the key's position in KEYS, the
---   member and the due time ('' removes it)
+--   version), the schedule key's position in KEYS (0: none), the profile's member in it,
+--   its due time ('' removes it), the number K of kept entries, then K triples: the kept
+--   hash's position in KEYS, the cause offset, the encoded outputs
+-- then the number S of extra schedule entries and S triples: the key's position in KEYS,
+--   the member and the due time ('' removes it)
+-- then pairs to forget: the kept hash's position in KEYS and the cause offset
 --
 -- Returns one number per write: 1 if applied, 0 if in conflict (someone wrote since the
--- read: nothing of that write, nor its schedule entry, is written).
+-- read: nothing of that write, nor its schedule entry or kept outputs, is written).
+local CHUNK = 1000  -- fields per HSET/HDEL: unpack() has a limit
+
 local function schedule(key, member, at)
   if at == '' then
     redis.call('ZREM', key, member)
@@ -37,12 +42,21 @@ local function version_of(key)
   return struct.unpack('>I4', head), false
 end
 
+local function each_chunk(command, key, items)
+  for first = 1, #items, CHUNK do
+    redis.call(command, key, unpack(items, first, math.min(first + CHUNK - 1, #items)))
+  end
+end
+
 local writes = tonumber(ARGV[1])
+local kept_ttl = tonumber(ARGV[2])
 local results = {}
-local a = 2
+local kept = {}  -- position in KEYS -> {field, value, ...}
+local a = 3
 for i = 1, writes do
   local key = KEYS[i]
   local current, old = version_of(key)
+  local entries = tonumber(ARGV[a + 6])
   if current ~= tonumber(ARGV[a]) then
     results[i] = 0
   else
@@ -63,12 +77,38 @@ for i = 1, writes do
     if at > 0 then
       schedule(KEYS[at], ARGV[a + 4], ARGV[a + 5])
     end
+    for j = a + 7, a + 6 + 3 * entries, 3 do
+      local position = tonumber(ARGV[j])
+      local fields = kept[position]
+      if fields == nil then
+        fields = {}
+        kept[position] = fields
+      end
+      fields[#fields + 1] = ARGV[j + 1]
+      fields[#fields + 1] = ARGV[j + 2]
+    end
     results[i] = 1
   end
-  a = a + 6
+  a = a + 7 + 3 * entries
 end
-while a <= #ARGV do
+for position, fields in pairs(kept) do
+  each_chunk('HSET', KEYS[position], fields)
+  redis.call('PEXPIRE', KEYS[position], kept_ttl)
+end
+local extra = tonumber(ARGV[a])
+a = a + 1
+for _ = 1, extra do
   schedule(KEYS[tonumber(ARGV[a])], ARGV[a + 1], ARGV[a + 2])
   a = a + 3
+end
+local forget = {}
+while a <= #ARGV do
+  local position = tonumber(ARGV[a])
+  forget[position] = forget[position] or {}
+  table.insert(forget[position], ARGV[a + 1])
+  a = a + 2
+end
+for position, fields in pairs(forget) do
+  each_chunk('HDEL', KEYS[position], fields)
 end
 return results

@@ -13,20 +13,19 @@ commit), and the worker's CPU time per event.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import os
 import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests.kafka: the broker
 
+from bench.run import broker, cpu_seconds
 from tests.kafka import apache
 
-from leadscore.embedded import embedded_broker, embedded_redis
+from leadscore.embedded import embedded_redis
 from leadscore.kafka.admin import committed_offsets, ensure_topics
 from leadscore.simulate import simulate
 
@@ -37,21 +36,6 @@ TOPICS = {
     "Call": "leads.calls",
 }
 GUARANTEES = ("at-least-once", "exactly-once")
-
-
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-@contextlib.contextmanager
-def broker(kind: str) -> Iterator[tuple[str, str]]:
-    if kind == "kafka":
-        with apache.apache_kafka() as kafka:
-            yield kafka.bootstrap_servers, f"Apache Kafka {apache.kafka_version()}"
-    else:
-        with embedded_broker() as bootstrap:
-            yield bootstrap, "Tansu (embedded)"
 
 
 def run_worker(

@@ -48,6 +48,14 @@ def committed(env: Env, partitions: int = PARTITIONS) -> int:
     return sum(max(tp.offset, 0) for tp in parts)
 
 
+def output_ids(env: Env) -> list[str]:
+    """The event id of every record on the output topic, in order."""
+    return [
+        str(decode_output(dict(m.headers())["leadscore-type"].decode(), m.value())["event_id"])
+        for m in read_all(env, "scores")
+    ]
+
+
 def test_three_workers_one_killed_midway(services: Services, tmp_path: Path) -> None:
     events = one_topic_per_lead(
         events=EVENTS, leads=LEADS, prefix="S", start=START, spacing_ms=100, seed=21
@@ -81,10 +89,7 @@ def test_three_workers_one_killed_midway(services: Services, tmp_path: Path) -> 
             for worker in workers[1:]:
                 assert worker.wait(60) == 0  # a clean stop, after the rebalance
         store = StateStore(env.redis, namespace=env.prefix, ttl_ms=0)
-        ids = [
-            str(decode_output(dict(m.headers())["leadscore-type"].decode(), m.value())["event_id"])
-            for m in read_all(env, "scores")
-        ]
+        ids = output_ids(env)
         stored = store.load(list(reference_states))
         assert set(ids) == reference_ids
         assert {p: s.state for p, s in stored.items()} == reference_states
@@ -131,10 +136,7 @@ def test_planned_rebalances_send_nothing_twice(services: Services, tmp_path: Pat
             for worker in workers[1:]:
                 assert worker.wait(60) == 0
         store = StateStore(env.redis, namespace=env.prefix, ttl_ms=0)
-        ids = [
-            str(decode_output(dict(m.headers())["leadscore-type"].decode(), m.value())["event_id"])
-            for m in read_all(env, "scores")
-        ]
+        ids = output_ids(env)
         stored = store.load(list(reference_states))
         assert {p: s.state for p, s in stored.items()} == reference_states
         assert set(ids) == reference_ids
@@ -200,10 +202,7 @@ def test_a_batch_awaiting_acknowledgement_is_committed_before_its_partitions_lea
                 worker.terminate()
             for worker in workers:
                 assert worker.wait(60) == 0
-        ids = [
-            str(decode_output(dict(m.headers())["leadscore-type"].decode(), m.value())["event_id"])
-            for m in read_all(env, "scores")
-        ]
+        ids = output_ids(env)
         stored = store.load(list(reference_states))
         assert {p: s.state for p, s in stored.items()} == reference_states
         assert set(ids) == reference_ids

@@ -42,9 +42,11 @@ from __future__ import annotations
 
 import contextlib
 import gc
+import itertools
 import logging
 import threading
 import time
+import uuid
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterator
 from typing import TypeVar
@@ -71,7 +73,7 @@ from leadscore.profiles import Positioned, ProfileUpdates, Publication
 from leadscore.scoring.events import ProfileKey
 from leadscore.settings import Settings
 from leadscore.state.cache import StateCache
-from leadscore.state.store import Due, StateStore, Stored
+from leadscore.state.store import Due, Kept, StateStore, Stored
 
 log = logging.getLogger(__name__)
 
@@ -128,9 +130,13 @@ class Worker:
         self.positions: dict[Partition, int] = {}  # next offset to process, as committed
         self.event_times: dict[Partition, int] = {}  # newest event time processed
         self.cache = StateCache(settings.worker.state_cache)
-        # outputs kept for a replay: those of the batch in hand, and those published
-        self.batch_kept: list[tuple[Partition, int]] = []
-        self.published_kept: list[tuple[Partition, int]] = []
+        # outputs kept for a replay, by (partition, field): those the batch in hand wrote,
+        # those published (dropped by the next write), and those read back for a replay
+        # (dropped once every event up to their last was published again)
+        self.kept_names = (f"{uuid.uuid4().hex[:12]}:{n}" for n in itertools.count())
+        self.batch_kept: list[tuple[Partition, str]] = []
+        self.published_kept: list[tuple[Partition, str]] = []
+        self.replayed_kept: dict[tuple[Partition, str], int] = {}
         self.redis_ok = False
         self.stop = threading.Event()
         self._give_up_at: float | None = None
@@ -235,7 +241,13 @@ class Worker:
             return
         owned = self.consumer.assignment  # not those revoked while the batch waited
         self.positions.update((p, o) for p, o in offsets.items() if p in owned)
-        self.published_kept = self.batch_kept  # published: the next write drops them
+        self.published_kept = self.batch_kept + [  # published: the next write drops them
+            kept
+            for kept, last in self.replayed_kept.items()
+            if last < self.positions.get(kept[0], 0)
+        ]
+        for kept in self.published_kept:
+            self.replayed_kept.pop(kept, None)
         for item in events:
             if item.partition not in owned:
                 continue
@@ -278,7 +290,7 @@ class Worker:
         for item in events:
             by_profile[item.event.profile_key].append(item)
         outputs: list[Publication] = []
-        kept: set[tuple[Partition, int]] = set()
+        kept: list[tuple[Partition, str]] = []
         todo = list(by_profile)
         while todo:
             stored, missing = self.cache.lookup(todo)
@@ -288,14 +300,15 @@ class Worker:
                 stored.update(read)
                 for profile, found in read.items():
                     self.cache.put(profile, found)
-            replayed = [
-                (item.partition, item.offset)
+            replayed = {
+                item.partition
                 for profile in todo
                 for item in by_profile[profile]
                 if item.offset <= stored[profile].watermarks.get(item.partition, -1)
-            ]
-            kept_outputs = self.store.kept(replayed) if replayed else {}
-            kept.update(kept_outputs)
+            }
+            replay = self.store.kept(replayed) if replayed else Kept()
+            self.replayed_kept.update(replay.fields)
+            kept_outputs = replay.outputs
             writes, produced, schedule = [], {}, []
             for profile in todo:
                 write, produced[profile] = self.updates.on_events(
@@ -305,25 +318,24 @@ class Worker:
                     writes.append(write)
                 elif (entry := self.updates.rescheduled(profile, stored[profile])) is not None:
                     schedule.append(entry)  # a replay repairs an entry a crash left unset
+            field_name = next(self.kept_names)
             with self.metrics.redis_call("save"):
-                conflicts = set(self.store.save(writes, schedule, self.published_kept))
+                conflicts = set(self.store.save(writes, schedule, self.published_kept, field_name))
             self.published_kept = []
             self.redis_ok = True
             self.metrics.state_conflicts.inc(len(conflicts))
             self.cache.evict(conflicts)  # read again: another writer was first
+            written: set[Partition] = set()
             for write in writes:
                 if write.profile not in conflicts:
                     self.cache.put(write.profile, write.after())
-                    kept.update(
-                        (partition, output.cause_offset)
-                        for partition, written in write.outputs.items()
-                        for output in written
-                    )
+                    written.update(p for p, outputs in write.outputs.items() if outputs)
+            kept += [(partition, field_name) for partition in written]
             for profile, publications in produced.items():
                 if profile not in conflicts:
                     outputs.extend(publications)
             todo = [p for p in todo if p in conflicts]
-        self.batch_kept = list(kept)
+        self.batch_kept = kept
         return outputs
 
     def count_published(self, outputs: list[Publication]) -> None:

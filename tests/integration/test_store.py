@@ -59,7 +59,7 @@ def test_a_profile_in_the_old_hash_layout_is_read_and_converted_by_its_next_writ
     assert env.redis.zscore(keys.schedule_key(env.prefix, *VISITS), "lead:old-1") == 123
 
 
-def test_outputs_are_kept_by_partition_and_offset_until_forgotten(env: Env) -> None:
+def test_outputs_are_kept_by_partition_until_forgotten(env: Env) -> None:
     event = InputDecoder("Visit", max_clock_skew_ms=300_000)(
         encoded("Visit", LEAD.id, occurred_at=now_ms())
     )
@@ -70,16 +70,18 @@ def test_outputs_are_kept_by_partition_and_offset_until_forgotten(env: Env) -> N
         StoredOutput(5, "score_changed", b"b"),
         StoredOutput(6, "score_changed", b"c"),
     ]
-    write = Write(LEAD, Stored(), state, {VISITS: 6}, {VISITS: outputs})
+    other = ProfileKey("lead", "old-2")
     # a write in conflict keeps nothing
-    assert store.save([Write(LEAD, Stored(version=3), state, {VISITS: 6}, {VISITS: outputs})]) == [
-        LEAD
+    stale = Write(LEAD, Stored(version=3), state, {VISITS: 6}, {VISITS: outputs})
+    assert store.save([stale], kept_field="w:1") == [LEAD]
+    assert store.kept([VISITS]).outputs == {}
+    writes = [
+        Write(LEAD, Stored(), state, {VISITS: 6}, {VISITS: outputs[:2]}),
+        Write(other, Stored(), state, {VISITS: 6}, {VISITS: outputs[2:]}),
     ]
-    assert store.kept([(VISITS, 5), (VISITS, 6)]) == {}
-    assert store.save([write]) == []
-    assert store.kept([(VISITS, 5), (VISITS, 6), (VISITS, 7)]) == {
-        (VISITS, 5): outputs[:2],
-        (VISITS, 6): outputs[2:],
-    }
-    assert store.save([], (), forget=[(VISITS, 5)]) == []
-    assert store.kept([(VISITS, 5), (VISITS, 6)]) == {(VISITS, 6): outputs[2:]}
+    assert store.save(writes, kept_field="w:2") == []
+    kept = store.kept([VISITS])
+    assert kept.outputs == {(VISITS, 5): outputs[:2], (VISITS, 6): outputs[2:]}
+    assert kept.fields == {(VISITS, "w:2"): 6}  # one field per call, up to offset 6
+    assert store.save([], (), forget=[(VISITS, "w:2")]) == []
+    assert store.kept([VISITS]).outputs == {}

@@ -45,9 +45,10 @@ def schedule_key(namespace: str, topic: str, partition: int) -> str:
 
 
 def kept_key(namespace: str, topic: str, partition: int) -> str:
-    """The hash of the outputs kept for a replay, one per input partition: field = the
-    offset of the event that caused them, value = the encoded outputs. An entry lives
-    from the state write until the batch is published (the next batch's write drops it)."""
+    """The hash of the outputs kept for a replay, one per input partition: one field per
+    write call (a name unique to the worker and call), holding the encoded outputs with
+    their cause offsets. A field lives from the state write until the batch is published
+    (the next batch's write drops it)."""
     return f"{namespace}:kept:{{{topic}:{partition}}}"
 
 

@@ -93,6 +93,16 @@ class Write:
         )
 
 
+@dataclass(slots=True)
+class Kept:
+    """Outputs kept for a replay, as read: by (partition, cause offset), and the fields
+    that hold them with the highest cause offset in each (a field can be dropped once every
+    event up to it was published again)."""
+
+    outputs: dict[tuple[Partition, int], list[StoredOutput]] = field(default_factory=dict)
+    fields: dict[tuple[Partition, str], int] = field(default_factory=dict)
+
+
 def _script(name: str) -> str:
     return resources.files("leadscore.state.lua").joinpath(name).read_text("utf-8")
 
@@ -144,12 +154,14 @@ class StateStore:
         self,
         writes: Sequence[Write],
         schedule: Sequence[Due] = (),
-        forget: Iterable[tuple[Partition, int]] = (),
+        forget: Iterable[tuple[Partition, str]] = (),
+        kept_field: str = "",
     ) -> list[ProfileKey]:
         """Apply every write that is not in conflict, with its schedule entry and its kept
-        outputs, set the entries of `schedule`, and drop the kept outputs of `forget`
-        (partition, cause offset: published since), in one script call; return the
-        profiles in conflict.
+        outputs (all of them under `kept_field` in each partition's hash: a name no other
+        call uses), set the entries of `schedule`, and drop the kept outputs of `forget`
+        (partition, field: published since), in one script call; return the profiles in
+        conflict.
 
         A schedule entry is an index, not the truth: the sweep checks every entry against
         the profile's state, and a conflicting write is retried, which sets it again.
@@ -168,19 +180,17 @@ class StateStore:
         def kept_position(partition: Partition) -> int:
             return position(keys.kept_key(self.namespace, *partition))
 
-        args: list[Any] = [len(writes), self._kept_ttl_ms]
+        if any(w.outputs for w in writes) and not kept_field:
+            raise ValueError("outputs to keep need a kept_field")
+        args: list[Any] = [len(writes), self._kept_ttl_ms, kept_field]
         for write in writes:
             after = write.after()
             assert after.state is not None
             due = write.due
             kept: list[Any] = []
             for partition, outputs in write.outputs.items():
-                by_cause: dict[int, list[StoredOutput]] = {}
-                for output in outputs:
-                    by_cause.setdefault(output.cause_offset, []).append(output)
-                at = kept_position(partition)
-                for offset, caused in by_cause.items():
-                    kept += [at, offset, encode_outputs(caused)]
+                if outputs:
+                    kept += [kept_position(partition), encode_outputs(outputs)]
             args += [
                 write.expected_version,
                 self._ttl_ms if write.refresh_ttl else 0,
@@ -190,7 +200,7 @@ class StateStore:
                 position(keys.schedule_key(self.namespace, *due.partition)) if due else 0,
                 keys.schedule_member(write.profile),
                 "" if due is None or due.at is None else due.at,
-                len(kept) // 3,
+                len(kept) // 2,
                 *kept,
             ]
         args.append(len(schedule))
@@ -200,8 +210,8 @@ class StateStore:
                 keys.schedule_member(entry.profile),
                 "" if entry.at is None else entry.at,
             ]
-        for partition, offset in forget:
-            args += [kept_position(partition), offset]
+        for partition, field_name in forget:
+            args += [kept_position(partition), field_name]
         try:
             applied = self._save(keys=keys_ + list(others), args=args)
         except _UNAVAILABLE as exc:
@@ -210,25 +220,23 @@ class StateStore:
             raise StateUnavailable(f"redis refused the request: {exc}") from exc
         return [w.profile for w, ok in zip(writes, applied, strict=True) if not ok]
 
-    def kept(
-        self, causes: Iterable[tuple[Partition, int]]
-    ) -> dict[tuple[Partition, int], list[StoredOutput]]:
-        """The kept outputs of replayed events (partition, offset), where there are any
-        (none: they were published, or the event caused none)."""
-        by_partition: dict[Partition, list[int]] = {}
-        for partition, offset in causes:
-            by_partition.setdefault(partition, []).append(offset)
+    def kept(self, partitions: Iterable[Partition]) -> Kept:
+        """The outputs kept for a replay on `partitions`: those not yet dropped (once
+        published)."""
+        partitions = list(partitions)
         pipe = self._client.pipeline(transaction=False)
-        for partition, offsets in by_partition.items():
-            pipe.hmget(keys.kept_key(self.namespace, *partition), offsets)
-        found: dict[tuple[Partition, int], list[StoredOutput]] = {}
-        for (partition, offsets), values in zip(
-            by_partition.items(), self._execute(pipe), strict=True
-        ):
-            for offset, value in zip(offsets, values, strict=True):
-                if value is not None:
-                    found[(partition, offset)] = decode_outputs(value)
-        return found
+        for partition in partitions:
+            pipe.hgetall(keys.kept_key(self.namespace, *partition))
+        kept = Kept()
+        for partition, fields in zip(partitions, self._execute(pipe), strict=True):
+            for name, value in fields.items():
+                outputs = decode_outputs(value)
+                for output in outputs:
+                    kept.outputs.setdefault((partition, output.cause_offset), []).append(output)
+                if outputs:
+                    last = max(o.cause_offset for o in outputs)
+                    kept.fields[(partition, name.decode())] = last
+        return kept
 
     def due(self, partitions: Sequence[Partition], now: int, limit: int) -> list[Due]:
         """Up to `limit` profiles due at or before `now` in the schedules of `partitions`,

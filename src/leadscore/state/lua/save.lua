@@ -8,19 +8,20 @@
 --
 -- KEYS     the profile keys of the writes (state/keys.py: profile_key), in order, then
 --          the schedule sorted sets and kept-output hashes named below by position
--- ARGV[1]  the number of writes, W;  ARGV[2]  the time to live of a kept-output hash (ms)
+-- ARGV[1]  the number of writes, W;  ARGV[2]  the time to live of a kept-output hash (ms);
+-- ARGV[3]  the field this call's kept outputs go to, in each partition's hash
 -- then, per write: the expected version (0: the profile is new), the time to live in ms
 --   restarted by this write (0: left as it is), the new value (carrying the next
 --   version), the schedule key's position in KEYS (0: none), the profile's member in it,
---   its due time ('' removes it), the number K of kept entries, then K triples: the kept
---   hash's position in KEYS, the cause offset, the encoded outputs
+--   its due time ('' removes it), the number K of kept entries, then K pairs: the kept
+--   hash's position in KEYS and the encoded outputs (they are concatenated per hash)
 -- then the number S of extra schedule entries and S triples: the key's position in KEYS,
 --   the member and the due time ('' removes it)
--- then pairs to forget: the kept hash's position in KEYS and the cause offset
+-- then pairs to forget: the kept hash's position in KEYS and the field
 --
 -- Returns one number per write: 1 if applied, 0 if in conflict (someone wrote since the
 -- read: nothing of that write, nor its schedule entry or kept outputs, is written).
-local CHUNK = 1000  -- fields per HSET/HDEL: unpack() has a limit
+local CHUNK = 1000  -- fields per HDEL: unpack() has a limit
 
 local function schedule(key, member, at)
   if at == '' then
@@ -50,9 +51,10 @@ end
 
 local writes = tonumber(ARGV[1])
 local kept_ttl = tonumber(ARGV[2])
+local kept_field = ARGV[3]
 local results = {}
-local kept = {}  -- position in KEYS -> {field, value, ...}
-local a = 3
+local kept = {}  -- position in KEYS -> {encoded outputs, ...}
+local a = 4
 for i = 1, writes do
   local key = KEYS[i]
   local current, old = version_of(key)
@@ -77,22 +79,21 @@ for i = 1, writes do
     if at > 0 then
       schedule(KEYS[at], ARGV[a + 4], ARGV[a + 5])
     end
-    for j = a + 7, a + 6 + 3 * entries, 3 do
+    for j = a + 7, a + 5 + 2 * entries, 2 do
       local position = tonumber(ARGV[j])
-      local fields = kept[position]
-      if fields == nil then
-        fields = {}
-        kept[position] = fields
+      local blobs = kept[position]
+      if blobs == nil then
+        blobs = {}
+        kept[position] = blobs
       end
-      fields[#fields + 1] = ARGV[j + 1]
-      fields[#fields + 1] = ARGV[j + 2]
+      blobs[#blobs + 1] = ARGV[j + 1]
     end
     results[i] = 1
   end
-  a = a + 7 + 3 * entries
+  a = a + 7 + 2 * entries
 end
-for position, fields in pairs(kept) do
-  each_chunk('HSET', KEYS[position], fields)
+for position, blobs in pairs(kept) do
+  redis.call('HSET', KEYS[position], kept_field, table.concat(blobs))
   redis.call('PEXPIRE', KEYS[position], kept_ttl)
 end
 local extra = tonumber(ARGV[a])

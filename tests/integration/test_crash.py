@@ -126,11 +126,16 @@ def test_sigkill_at_random_moments(
         previous, recovered = done(env, ends), False
         started = time.monotonic()
         process = worker_process(variables, log)
-        kill_at = started + rng.uniform(1.2, 2.2)
+        # a kill at a random moment: mostly after the restart's first commit (mid-work,
+        # whatever the worker's speed), sometimes while it is still starting or recovering
+        early = rng.random() < 0.2
+        kill_at = started + rng.uniform(0.0, 1.0) if early else started + 60
         while time.monotonic() < kill_at:
             if not recovered and done(env, ends) > previous:
                 recoveries.append(time.monotonic() - started)
                 recovered = True
+                if not early:
+                    kill_at = time.monotonic() + rng.uniform(0.0, 0.6)
             time.sleep(0.05)
         process.kill()
         process.wait()

@@ -2,11 +2,10 @@
 
 Runs simulated traffic (quiet spells on, so leads span weeks of event time) through the
 pure scoring core with the bundled model, and again with its categories removed, then
-prints the encoded state's size per profile (what `s` in a profile's hash holds) and,
-written to a real Redis, `MEMORY USAGE` of a hash holding just that state and its version.
-With `--redis-leads N` it also writes N profiles the way the worker does (state, version,
-a watermark and the last write's outputs, through the same Redis script, with a time to
-live) and prints Redis's memory per profile.
+prints the encoded state's size per profile and, written to a real Redis, `MEMORY USAGE`
+of a string holding just that state. With `--redis-leads N` it also writes N profiles the
+way the worker does (state, version, a watermark, through the same Redis script, with a
+time to live) and prints Redis's memory per profile.
 
     python bench/state_size.py --events 200000 --leads 20000 --redis-leads 1000000
 """
@@ -24,26 +23,22 @@ import redis
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from leadscore.codec import InputDecoder, OutputEncoder
+from leadscore.codec import InputDecoder
 from leadscore.embedded import embedded_redis
 from leadscore.errors import InvalidEvent
 from leadscore.model import Model, default_model
 from leadscore.scoring.events import ProfileKey
-from leadscore.scoring.outputs import Output
 from leadscore.scoring.score import score
 from leadscore.scoring.state import LeadState
 from leadscore.simulate import Traffic
-from leadscore.state.encoding import StoredOutput, encode_state
+from leadscore.state.encoding import encode_state
 from leadscore.state.store import StateStore, Stored, Write
 
 DAY_S = 86_400
 
 
-def fold(
-    model: Model, events: int, leads: int, speed: float, last: dict[ProfileKey, list[Output]]
-) -> dict[ProfileKey, LeadState]:
-    """Every profile's state after `events` simulated events, a clock `speed` times fast;
-    `last` gets the outputs of each profile's last change."""
+def fold(model: Model, events: int, leads: int, speed: float) -> dict[ProfileKey, LeadState]:
+    """Every profile's state after `events` simulated events, a clock `speed` times fast."""
     now = [1_800_000_000.0]
     traffic = Traffic(seed=1, leads=leads, clock=lambda: now[0], quiet_spells=True)
     decoders: dict[str, InputDecoder] = {}
@@ -60,10 +55,7 @@ def fold(
             except InvalidEvent:
                 continue
             profile = event.profile_key
-            result = score(profile, states.get(profile), [event], model)
-            states[profile] = result.state
-            if result.outputs:
-                last[profile] = result.outputs
+            states[profile] = score(profile, states.get(profile), [event], model).state
         now[0] += step / 150 * speed  # 150 events per real second, as in the demo
     return states
 
@@ -72,7 +64,7 @@ def report(name: str, states: dict[ProfileKey, LeadState], client: redis.Redis) 
     sizes = sorted(len(encode_state(s)) for s in states.values())
     pipe = client.pipeline(transaction=False)
     for i, state in enumerate(states.values()):
-        pipe.hset(f"{name}:{i}", mapping={"v": 1, "s": encode_state(state)})
+        pipe.set(f"{name}:{i}", encode_state(state))
     pipe.execute()
     sample = list(range(0, len(states), max(1, len(states) // 2000)))
     memory = [int(client.memory_usage(f"{name}:{i}") or 0) for i in sample]
@@ -85,38 +77,23 @@ def report(name: str, states: dict[ProfileKey, LeadState], client: redis.Redis) 
     )
 
 
-def load_redis(
-    client: redis.Redis,
-    states: dict[ProfileKey, LeadState],
-    last: dict[ProfileKey, list[Output]],
-    count: int,
-) -> None:
+def load_redis(client: redis.Redis, states: dict[ProfileKey, LeadState], count: int) -> None:
     """Write `count` profiles as the worker does, cycling through the simulated ones."""
     store = StateStore(client, namespace="size", ttl_ms=180 * 86_400_000)
-    encode = OutputEncoder()
-    samples = [
-        (
-            state,
-            [StoredOutput(i, o.kind, encode(o)[1]) for o in last.get(profile, [])],
-        )
-        for i, (profile, state) in enumerate(states.items())
-        if profile.is_lead
-    ]
+    samples = [state for profile, state in states.items() if profile.is_lead]
     before = int(client.info("memory")["used_memory"])
     started = time.monotonic()
     chunk = 2000
     for first in range(0, count, chunk):
         writes = []
         for i in range(first, min(first + chunk, count)):
-            state, outputs = samples[i % len(samples)]
             partition = ("leads.visits", i % 8)
             writes.append(
                 Write(
                     ProfileKey("lead", f"lead-{i:08d}"),
                     Stored(),
-                    state,
+                    samples[i % len(samples)],
                     {partition: 1_000_000 + i},
-                    {partition: outputs},
                 )
             )
         store.save(writes)
@@ -124,8 +101,8 @@ def load_redis(
             print(f"  {first:,} profiles written ({time.monotonic() - started:.0f} s)")
     used = int(client.info("memory")["used_memory"]) - before
     print(
-        f"{count:,} profiles written as the worker does (state, version, watermark, kept "
-        f"outputs, TTL): Redis used_memory grew {used / 2**20:,.0f} MiB = "
+        f"{count:,} profiles written as the worker does (state, version, watermark, TTL; "
+        f"no schedule entries): Redis used_memory grew {used / 2**20:,.0f} MiB = "
         f"{used / count:,.0f} B per profile"
     )
 
@@ -147,14 +124,13 @@ def main() -> None:
     with embedded_redis() as url:
         client = redis.Redis.from_url(url)
         speed = DAY_S / args.day_seconds
-        last: dict[ProfileKey, list[Output]] = {}
-        a = fold(with_categories, args.events, args.leads, speed, last)
-        b = fold(without, args.events, args.leads, speed, {})  # the same traffic
+        a = fold(with_categories, args.events, args.leads, speed)
+        b = fold(without, args.events, args.leads, speed)  # the same traffic
         report("two categories", a, client)
         report("no categories", b, client)
         if args.redis_leads:
             client.flushall()
-            load_redis(client, a, last, args.redis_leads)
+            load_redis(client, a, args.redis_leads)
     extra = [len(encode_state(s)) - len(encode_state(b[p])) for p, s in a.items()]
     scored = [len(encode_state(s)) - len(encode_state(b[p])) for p, s in a.items() if s.categories]
     print(

@@ -241,7 +241,11 @@ class Env:
         return records
 
     def committed(self) -> dict[str, int]:
-        """Committed offsets of the worker group, per input topic (partition 0).
+        """Committed offsets of the worker group, per input topic (partition 0)."""
+        return {t: o for (t, _p), o in self.committed_offsets(partitions=1).items()}
+
+    def committed_offsets(self, partitions: int) -> dict[tuple[str, int], int]:
+        """Committed offsets of the worker group, per input partition (negative: none).
 
         read_uncommitted: do not wait for a pending transactional commit to settle (after a
         SIGKILL it stays pending until the next instance fences it); it is not counted.
@@ -253,12 +257,14 @@ class Env:
                 "isolation.level": "read_uncommitted",
             }
         )
-        partitions = [TopicPartition(t, 0) for t in self.input_topics.values()]
+        wanted = [
+            TopicPartition(t, p) for t in self.input_topics.values() for p in range(partitions)
+        ]
         deadline = time.monotonic() + 60
         try:
             while True:
                 try:
-                    parts = consumer.committed(partitions, timeout=10)
+                    parts = consumer.committed(wanted, timeout=10)
                     break
                 except KafkaException:  # coordinator loading or moving: ask again
                     if time.monotonic() > deadline:
@@ -266,7 +272,7 @@ class Env:
                     time.sleep(0.5)
         finally:
             consumer.close()
-        return {tp.topic: tp.offset for tp in parts}
+        return {(tp.topic, tp.partition): tp.offset for tp in parts}
 
 
 class WorkerHandle:

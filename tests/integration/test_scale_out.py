@@ -7,7 +7,6 @@ import time
 from pathlib import Path
 
 import pytest
-from confluent_kafka import Consumer, TopicPartition
 
 from leadscore.codec import decode_output
 from leadscore.state.store import StateStore
@@ -35,17 +34,7 @@ CLOCK = START + EVENTS * 100 + 60_000
 
 def committed(env: Env, partitions: int = PARTITIONS) -> int:
     """Offsets the group committed, summed over every partition of the input topics."""
-    consumer = Consumer(
-        {"bootstrap.servers": env.services.bootstrap_servers, "group.id": f"{env.prefix}-group"}
-    )
-    try:
-        parts = consumer.committed(
-            [TopicPartition(t, p) for t in env.input_topics.values() for p in range(partitions)],
-            timeout=10,
-        )
-    finally:
-        consumer.close()
-    return sum(max(tp.offset, 0) for tp in parts)
+    return sum(max(o, 0) for o in env.committed_offsets(partitions).values())
 
 
 def output_ids(env: Env) -> list[str]:
@@ -54,6 +43,19 @@ def output_ids(env: Env) -> list[str]:
         str(decode_output(dict(m.headers())["leadscore-type"].decode(), m.value())["event_id"])
         for m in read_all(env, "scores")
     ]
+
+
+def repeated_outputs(env: Env, log_path: Path) -> str:
+    """What a failure shows: each output sent more than once, where, and the workers' log."""
+    seen: dict[str, list[str]] = {}
+    for m in read_all(env, "scores"):
+        output = decode_output(dict(m.headers())["leadscore-type"].decode(), m.value())
+        where = f"{m.partition()}@{m.offset()} {output.get('lead_id')} {output.get('reason', '')}"
+        seen.setdefault(str(output["event_id"]), []).append(
+            f"{where} cause {output.get('cause_event_id')}"
+        )
+    lines = [f"{i}: {places}" for i, places in seen.items() if len(places) > 1]
+    return "\n".join(["sent more than once:", *lines, "log:", log_path.read_text()[-20_000:]])
 
 
 def test_three_workers_one_killed_midway(services: Services, tmp_path: Path) -> None:
@@ -142,7 +144,7 @@ def test_planned_rebalances_send_nothing_twice(services: Services, tmp_path: Pat
         assert set(ids) == reference_ids
         revokes = log_path.read_text().count("revoked")
         print(f"\n{revokes} revocations; {len(ids) - len(set(ids))} outputs sent twice")
-        assert len(ids) == len(set(ids))
+        assert len(ids) == len(set(ids)), repeated_outputs(env, log_path)
 
 
 def test_a_batch_awaiting_acknowledgement_is_committed_before_its_partitions_leave(

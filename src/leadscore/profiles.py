@@ -34,11 +34,13 @@ class Positioned(NamedTuple):
 
 
 class Publication(NamedTuple):
-    """An encoded output; `occurred_at` is None for one published again after a replay."""
+    """An encoded output; `partition` is the input partition whose replay would publish
+    it again (None: a sweep's), `occurred_at` None for one published again after a replay."""
 
     record: Record
     kind: str
-    occurred_at: int | None
+    partition: Partition | None
+    occurred_at: int | None = None
 
 
 class Swept(NamedTuple):
@@ -112,14 +114,22 @@ class ProfileUpdates:
         kept: dict[Partition, list[StoredOutput]] = defaultdict(list)
         for pending in stored.pending:
             kept[first.partition].append(pending._replace(cause_offset=first.offset))
-            publications.append(self.publication(profile, pending.kind, pending.value))
+            publications.append(
+                self.publication(profile, pending.kind, pending.value, first.partition)
+            )
         if profile.is_lead or self.settings.emit_anonymous:
             for output, by in zip(result.outputs, result.emitted_by, strict=True):
                 cause = causes[by]
                 stored_output = self.encode_output(output, cause.offset)
                 kept[cause.partition].append(stored_output)
                 publications.append(
-                    self.publication(profile, output.kind, stored_output.value, output.occurred_at)
+                    self.publication(
+                        profile,
+                        output.kind,
+                        stored_output.value,
+                        cause.partition,
+                        output.occurred_at,
+                    )
                 )
         partition = stored.schedule
         if partition is None or partition[0] not in self.input_topics:
@@ -147,12 +157,18 @@ class ProfileUpdates:
         return StoredOutput(cause_offset, output.kind, value)
 
     def publication(
-        self, profile: ProfileKey, kind: str, value: bytes, occurred_at: int | None = None
+        self,
+        profile: ProfileKey,
+        kind: str,
+        value: bytes,
+        partition: Partition | None,
+        occurred_at: int | None = None,
     ) -> Publication:
         """An output record, keyed by the profile; `occurred_at` for the latency metric."""
         topic = self.output_topic
         headers = [("leadscore-type", kind.encode())]
-        return Publication(Record(topic, profile.id.encode(), value, headers), kind, occurred_at)
+        record = Record(topic, profile.id.encode(), value, headers)
+        return Publication(record, kind, partition, occurred_at)
 
     def republish(
         self,
@@ -165,7 +181,7 @@ class ProfileUpdates:
             return []
         self.metrics.events_skipped.labels("watermark").inc(len(replayed))
         return [
-            self.publication(profile, kept.kind, kept.value)
+            self.publication(profile, kept.kind, kept.value, item.partition)
             for item in replayed
             for kept in kept_outputs.get((item.partition, item.offset), [])
         ]
@@ -185,7 +201,7 @@ class ProfileUpdates:
         due = next_change(result.state, self.model)
         return Swept(
             write,
-            [self.publication(profile, o.kind, o.value) for o in pending],
+            [self.publication(profile, o.kind, o.value, None) for o in pending],
             after,
             Due(profile, entry.partition, due.at if due else None),
         )

@@ -28,9 +28,12 @@ Why this order gives exactly-once state and at-least-once (or exactly-once) outp
   the same ids; consumers deduplicate), exactly-once commits records and offsets in one
   Kafka transaction (`read_committed` consumers see each output once).
 - Outages (Redis or Kafka unreachable) hold the batch where it is and retry with back-off,
-  keeping the consumer in its group; nothing is skipped.
+  keeping the consumer in its group; nothing is skipped. Partitions revoked meanwhile are
+  replayed by their new owner, so the batch publishes only the records of those it still
+  owns (the others' outputs stay kept for that replay).
 - A time-driven change has no input offset to replay, so its outputs are kept with the
-  profile (`pending`) and its schedule entry stays due until they are acknowledged: a crash
+  profile (`pending`) and its schedule entry stays due until they are acknowledged (no
+  partition can be revoked in between: no consumer call is made meanwhile): a crash
   in between sweeps the profile again, which republishes them (same ids, derived from the
   profile and the due time) and changes the state no further. The next event write of the
   profile takes them over with its own outputs. In exactly-once mode a crash after the
@@ -137,6 +140,7 @@ class Worker:
         self.batch_kept: list[tuple[Partition, str]] = []
         self.published_kept: list[tuple[Partition, str]] = []
         self.replayed_kept: dict[tuple[Partition, str], int] = {}
+        self.handed_over: set[Partition] = set()  # revoked with the batch in flight committed
         self.redis_ok = False
         self.stop = threading.Event()
         self._give_up_at: float | None = None
@@ -216,11 +220,13 @@ class Worker:
     def _revoked(self, partitions: list[Partition]) -> None:
         if hasattr(self, "publisher"):  # commit what was done on them, and the batch in flight
             done = {p: self.positions[p] for p in partitions if p in self.positions}
-            self.publisher.revoked(partitions, done)
+            self.handed_over |= self.publisher.revoked(partitions, done)
         self.cache.clear()
         for partition in partitions:
             self.positions.pop(partition, None)
             self.event_times.pop(partition, None)
+        for kept in [k for k in self.replayed_kept if k[0] in partitions]:
+            del self.replayed_kept[kept]  # the new owner replays them and drops them
 
     def poll(self) -> list[Message]:
         w = self.settings.worker
@@ -232,16 +238,19 @@ class Worker:
         self.metrics.batch_size.observe(len(messages))
         events, dead_letters = self.decode(messages)
         outputs = self.retry("persist state", lambda: self.score_and_persist(events))
-        records = dead_letters + [o.record for o in outputs]
+        records = dead_letters + [(o.partition, o.record) for o in outputs]
         offsets = next_offsets(messages)
         try:
-            self.retry("publish", lambda: self.publisher.publish(records, offsets))
+            self.retry("publish", lambda: self.publisher.publish(self.owned(records), offsets))
         except PartitionsLost as exc:
             log.warning("%s: the partitions' new owner replays this batch", exc)
             return
         owned = self.consumer.assignment  # not those revoked while the batch waited
         self.positions.update((p, o) for p, o in offsets.items() if p in owned)
-        self.published_kept = self.batch_kept + [  # published: the next write drops them
+        # published: the next write drops them (not those a new owner replays)
+        finished = owned | self.handed_over
+        self.handed_over = set()
+        self.published_kept = [kept for kept in self.batch_kept if kept[0] in finished] + [
             kept
             for kept, last in self.replayed_kept.items()
             if last < self.positions.get(kept[0], 0)
@@ -253,14 +262,25 @@ class Worker:
                 continue
             seen = self.event_times.get(item.partition, item.event.occurred_at)
             self.event_times[item.partition] = max(seen, item.event.occurred_at)
-        self.count_published(outputs)
+        self.count_published([o for o in outputs if o.partition in finished])
         self.metrics.batch_duration.observe(time.perf_counter() - started)
+
+    def owned(self, records: list[tuple[Partition | None, Record]]) -> list[Record]:
+        """The records to publish now: not those caused by messages of partitions revoked
+        since the batch was consumed (while an outage held it). Their new owner replays
+        those messages and publishes them (kept with the profiles if written here)."""
+        owned = self.consumer.assignment
+        return [r for p, r in records if p is None or p in owned]
 
     # ---- the steps --------------------------------------------------------------------------
 
-    def decode(self, messages: list[Message]) -> tuple[list[Positioned], list[Record]]:
-        """Typed events, and dead letters for everything that cannot be scored."""
-        events, dead_letters = [], []
+    def decode(
+        self, messages: list[Message]
+    ) -> tuple[list[Positioned], list[tuple[Partition | None, Record]]]:
+        """Typed events, and dead letters (with their input partition) for everything that
+        cannot be scored."""
+        events: list[Positioned] = []
+        dead_letters: list[tuple[Partition | None, Record]] = []
         dlq_topic = self.settings.kafka.dlq_topic
         decoders = self.decoders
         consumed: Counter[str] = Counter()
@@ -271,7 +291,8 @@ class Worker:
                     raise InvalidEvent("unknown-topic", f"no record type for {message.topic}")
                 event = decoder(message.value)
             except InvalidEvent as exc:
-                dead_letters.append(dead_letter(message, dlq_topic, exc.reason, str(exc)))
+                record = dead_letter(message, dlq_topic, exc.reason, str(exc))
+                dead_letters.append(((message.topic, message.partition), record))
                 self.metrics.events_dead_lettered.labels(exc.reason).inc()
                 continue
             consumed[event.type.value] += 1
@@ -431,8 +452,8 @@ class Worker:
         published = [
             p for profile, ps in publications.items() if profile not in conflicts for p in ps
         ]
-        if published:
-            self.publisher.publish([p.record for p in published], {})
+        if published:  # no consumer call meanwhile: no partition leaves before the settle
+            self.publisher.publish_untied([p.record for p in published])
         self.count_published(published)
         self.metrics.time_driven_changes.inc(len(writes) - len(conflicts))
         self.store.settle([s for s in settled if s[1].profile not in conflicts])

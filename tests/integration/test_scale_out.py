@@ -3,12 +3,18 @@ The others take its partitions over, and every lead ends as the pure core says i
 
 from __future__ import annotations
 
+import dataclasses
+import os
+import signal
+import subprocess
 import time
 from pathlib import Path
 
 import pytest
+import redis
 
 from leadscore.codec import decode_output
+from leadscore.embedded import embedded_redis
 from leadscore.state.store import StateStore
 from tests.integration.conftest import (
     KAFKA_OPTIONS,
@@ -210,3 +216,65 @@ def test_a_batch_awaiting_acknowledgement_is_committed_before_its_partitions_lea
         assert set(ids) == reference_ids
         assert len(ids) == len(set(ids)), f"{len(ids) - len(set(ids))} outputs sent twice"
         assert "committed the batch in flight of the revoked partitions" in logs[0].read_text()
+
+
+def test_partitions_revoked_while_an_outage_holds_a_batch_are_published_by_their_new_owner(
+    services: Services, tmp_path: Path
+) -> None:
+    """Redis hangs while the first worker holds a batch; a second worker joins meanwhile
+    and takes half of the partitions. When Redis answers again, the first publishes only
+    the outputs of the partitions it still owns: the new owner replays the others (from
+    the outputs kept with the profiles, if the first wrote them), so nothing is sent
+    twice and every state is the reference's."""
+    first = one_topic_per_lead(
+        events=800, leads=200, prefix="C", start=START, spacing_ms=100, seed=25
+    )
+    second = one_topic_per_lead(
+        events=800, leads=200, prefix="D", start=START + 60_000, spacing_ms=100, seed=26
+    )
+    reference_ids, reference_states = pure_outcome(first + second, CLOCK)
+    with embedded_redis() as url, isolated_env(services, partitions=4) as env:
+        port = url.rsplit(":", 1)[1].split("/")[0]
+        redis_pid = int(subprocess.check_output(["pgrep", "-f", f"127.0.0.1:{port}"]).split()[0])
+        env = dataclasses.replace(env, redis=redis.Redis.from_url(url))
+        variables = worker_environment(
+            env,
+            redis_url=url,
+            batch_size="1000",
+            log_level="INFO",
+            clock_speed="0",
+            clock_start=str(CLOCK),
+        )
+        logs = [tmp_path / "a.log", tmp_path / "b.log"]
+        workers = [worker_process(variables, logs[0].open("w"))]
+        try:
+            env.produce([(env.topic(k), lead.encode(), v) for k, lead, v in first])
+            wait_until(lambda: committed(env, 4) == len(first), timeout_s=60, what="first")
+            os.kill(redis_pid, signal.SIGSTOP)  # every Redis call times out
+            try:
+                env.produce([(env.topic(k), lead.encode(), v) for k, lead, v in second])
+                wait_until(lambda: "persist state failed" in logs[0].read_text(), what="held")
+                workers.append(worker_process(variables, logs[1].open("w")))
+                wait_until(lambda: "revoked" in logs[0].read_text(), what="a revocation")
+                wait_until(lambda: "assigned" in logs[1].read_text(), what="an assignment")
+            finally:
+                os.kill(redis_pid, signal.SIGCONT)
+            wait_until(
+                lambda: (
+                    committed(env, 4) == len(first) + len(second) and schedule_drained(env, CLOCK)
+                ),
+                timeout_s=120,
+                what="everything committed",
+            )
+        finally:
+            for worker in workers:
+                worker.terminate()
+            for worker in workers:
+                assert worker.wait(60) == 0
+        ids = output_ids(env)
+        store = StateStore(env.redis, namespace=env.prefix, ttl_ms=0)
+        stored = store.load(list(reference_states))
+        env.redis.close()
+        assert {p: s.state for p, s in stored.items()} == reference_states
+        assert set(ids) == reference_ids
+        assert len(ids) == len(set(ids)), repeated_outputs(env, logs[0])

@@ -282,8 +282,11 @@ def test_a_sweep_lost_before_publishing_is_published_by_the_next(env: Env) -> No
             lost.extend(records)
             raise KafkaUnavailable("the broker is gone")
 
-        def revoked(self, _partitions: list[Any], _done: dict[Any, int]) -> None:
-            pass
+        def publish_untied(self, records: list[Any]) -> None:
+            self.publish(records, {})
+
+        def revoked(self, _partitions: list[Any], _done: dict[Any, int]) -> set[Any]:
+            return set()
 
         def finish(self, _done: dict[Any, int]) -> None:
             pass

@@ -28,9 +28,16 @@ class Publisher(Protocol):
     def publish(self, records: list[Record], next_offsets: dict[Partition, int]) -> None:
         """Publish `records`, then make `next_offsets` the group's committed offsets."""
 
-    def revoked(self, partitions: list[Partition], done: dict[Partition, int]) -> None:
+    def publish_untied(self, records: list[Record]) -> None:
+        """Publish records tied to no input offset (a sweep's) without any consumer call
+        while they are awaited, so that no partition is revoked before the caller has
+        recorded that they are published."""
+
+    def revoked(self, partitions: list[Partition], done: dict[Partition, int]) -> set[Partition]:
         """Called (inside a consumer call) when partitions leave this member, with the next
-        offsets of the batches done on them: make sure they are committed now."""
+        offsets of the batches done on them: make sure they are committed now. Returns the
+        partitions of the batch in flight whose offsets it committed (their new owner will
+        not replay it)."""
 
     def finish(self, done: dict[Partition, int]) -> None:
         """Before leaving the group: make sure the offsets of the batches done are
@@ -78,15 +85,24 @@ class AtLeastOnce:
         finally:
             self._in_flight = {}
 
-    def revoked(self, partitions: list[Partition], done: dict[Partition, int]) -> None:
+    def publish_untied(self, records: list[Record]) -> None:
+        for record in records:
+            self.producer.send(*record)
+        deadline = time.monotonic() + self.revoke_timeout_s
+        while self.producer.flush(1.0):
+            if time.monotonic() > deadline:
+                raise KafkaUnavailable(f"not acknowledged within {self.revoke_timeout_s:g} s")
+
+    def revoked(self, partitions: list[Partition], done: dict[Partition, int]) -> set[Partition]:
         leaving = {p: done[p] for p in partitions if p in done}
         in_flight = {p: self._in_flight.pop(p) for p in partitions if p in self._in_flight}
         finished = bool(in_flight) and self._failure is None and self._acknowledged()
         if finished:
             leaving.update(in_flight)
-        self._commit(leaving)
-        if finished:
-            log.info("committed the batch in flight of the revoked partitions")
+        if not self._commit(leaving) or not finished:
+            return set()
+        log.info("committed the batch in flight of the revoked partitions")
+        return set(in_flight)
 
     def finish(self, done: dict[Partition, int]) -> None:
         self._commit(done)
@@ -107,13 +123,15 @@ class AtLeastOnce:
             return False
         return True
 
-    def _commit(self, next_offsets: dict[Partition, int], *, wait: bool = True) -> None:
+    def _commit(self, next_offsets: dict[Partition, int], *, wait: bool = True) -> bool:
         try:
             self.consumer.commit(next_offsets, wait=wait)
         except KafkaUnavailable as exc:
             # the next batch commits later offsets; a replay meanwhile is caught by the
             # watermarks and re-publishes the stored outputs
             log.warning("%s; the next batch's commit will cover it", exc)
+            return False
+        return True
 
 
 class ExactlyOnce:
@@ -134,8 +152,11 @@ class ExactlyOnce:
             {p: o for p, o in next_offsets.items() if p in owned}, self.consumer.group_metadata()
         )
 
-    def revoked(self, partitions: list[Partition], done: dict[Partition, int]) -> None:
-        pass  # committed with their transactions
+    def publish_untied(self, records: list[Record]) -> None:
+        self.publish(records, {})  # a transaction: no consumer call meanwhile
+
+    def revoked(self, partitions: list[Partition], done: dict[Partition, int]) -> set[Partition]:
+        return set()  # committed with their transactions
 
     def finish(self, done: dict[Partition, int]) -> None:
         pass

@@ -3,14 +3,24 @@ earlier versions (JSON) are still read."""
 
 from __future__ import annotations
 
+import pytest
+
 from leadscore.codec import InputDecoder
-from leadscore.errors import InvalidEvent
+from leadscore.errors import InvalidEvent, LeadscoreError
 from leadscore.model import default_model
 from leadscore.scoring.events import ProfileKey
 from leadscore.scoring.score import advance, score
 from leadscore.scoring.state import LeadState
 from leadscore.simulate import Traffic
-from leadscore.state.encoding import COMPACT, _encode_json, decode_state, encode_state
+from leadscore.state.encoding import (
+    COMPACT,
+    COMPRESSED,
+    DICTIONARY,
+    _encode_json,
+    decode_state,
+    encode_compact,
+    encode_state,
+)
 
 DAY_S = 86_400
 
@@ -41,14 +51,35 @@ def simulated_states(events: int = 6000) -> list[LeadState]:
     return list(states.values()) + swept
 
 
-def test_every_state_round_trips_through_the_compact_encoding() -> None:
+def test_every_state_round_trips_through_the_stored_encoding() -> None:
     states = simulated_states()
     assert any(s.categories and s.history and s.caps and s.consent for s in states)
     for state in states:
         raw = encode_state(state)
-        assert raw[:1] == COMPACT
+        assert raw[:2] == COMPRESSED + bytes((DICTIONARY,))
         assert decode_state(raw) == state
     assert decode_state(encode_state(LeadState())) == LeadState()
+
+
+def test_a_compact_state_written_uncompressed_by_an_earlier_version_is_read() -> None:
+    for state in simulated_states(2000):
+        raw = encode_compact(state)
+        assert raw[:1] == COMPACT
+        assert decode_state(raw) == state
+
+
+def test_compression_with_the_shipped_dictionary_halves_the_state() -> None:
+    states = simulated_states(3000)
+    compact = sum(len(encode_compact(s)) for s in states)
+    compressed = sum(len(encode_state(s)) for s in states)
+    assert compressed < compact * 0.7, (compressed, compact)  # measured: 57%
+
+
+def test_a_state_compressed_with_an_unknown_dictionary_is_a_clear_error() -> None:
+    raw = encode_state(simulated_states(200)[0])
+    newer = COMPRESSED + bytes((DICTIONARY + 1,)) + raw[2:]
+    with pytest.raises(LeadscoreError, match=f"dictionary {DICTIONARY + 1}.*newer version"):
+        decode_state(newer)
 
 
 def test_a_state_written_as_json_by_an_earlier_version_is_read() -> None:
@@ -58,6 +89,6 @@ def test_a_state_written_as_json_by_an_earlier_version_is_read() -> None:
 
 def test_the_compact_encoding_is_much_smaller_than_the_json() -> None:
     states = simulated_states(3000)
-    compact = sum(len(encode_state(s)) for s in states)
+    compact = sum(len(encode_compact(s)) for s in states)
     json = sum(len(_encode_json(s)) for s in states)
     assert compact < json * 0.7, (compact, json)  # measured: 63%

@@ -1,23 +1,52 @@
-"""What the store keeps, as bytes: the state (a compact msgpack array; states written as
-JSON by earlier versions are still read) and the outputs of the last write
-(length-prefixed Avro records), so that a replay can publish them again."""
+"""What the store keeps, as bytes: the state (a compact msgpack array, compressed with
+zstd and a dictionary shipped with leadscore; uncompressed compact states and states
+written as JSON by earlier versions are still read) and the outputs of the last write
+(length-prefixed Avro records), so that a replay can publish them again.
+
+Why a dictionary: a state is a few hundred bytes, too little for a compressor to learn
+from, but most of it is names (attributes, rules, stages, categories) and numbers that
+every state shares. A dictionary trained on simulated states (`bench/state_dictionary.py`)
+holds them: measured, 763 -> about 330 bytes for 3 us of CPU per write. A dictionary is
+never changed: a new one gets a new id, and every id ever shipped stays readable.
+"""
 
 from __future__ import annotations
 
 import base64
 import struct
+import threading
 from collections.abc import Sequence
+from importlib import resources
 from typing import Any, NamedTuple
 
 import msgpack  # type: ignore[import-untyped]
 import orjson
+import zstandard
 
+from leadscore.errors import LeadscoreError
 from leadscore.scoring.state import CategoryScore, Change, LeadState
 
 COMPACT = b"\x01"  # the first byte of a compact state (a JSON one starts with "{")
+COMPRESSED = b"\x02"  # then the dictionary's id (a byte), then a zstd frame of a compact one
+DICTIONARY = 1  # the id of the dictionary new states are compressed with
+ZSTD_LEVEL = 3  # measured: level 6 saves 5% more bytes for 3x the CPU
 
 
 def encode_state(state: LeadState) -> bytes:
+    """The state as stored: its compact encoding, compressed."""
+    return _COMPRESSED_HEADER + _zstd().compressor.compress(encode_compact(state))
+
+
+def decode_state(raw: bytes) -> LeadState:
+    kind = raw[:1]
+    if kind == COMPRESSED:
+        return _decode_compact(_zstd().decompress(raw[1], raw[2:]))
+    if kind == COMPACT:
+        return _decode_compact(raw)
+    return _decode_json(raw)
+
+
+def encode_compact(state: LeadState) -> bytes:
     """The state as a msgpack array of its fields in a fixed order (no names), times
     relative to the lead's clock (small numbers, short encodings), the redelivery memory
     as one byte string."""
@@ -81,9 +110,7 @@ def encode_state(state: LeadState) -> bytes:
     )
 
 
-def decode_state(raw: bytes) -> LeadState:
-    if raw[:1] != COMPACT:
-        return _decode_json(raw)
+def _decode_compact(raw: bytes) -> LeadState:
     (
         t,
         engagement,
@@ -163,6 +190,54 @@ def decode_state(raw: bytes) -> LeadState:
             for i in range(0, len(categories), 7)
         },
     )
+
+
+_COMPRESSED_HEADER = COMPRESSED + bytes((DICTIONARY,))
+
+
+class _Zstd(threading.local):
+    """A compressor with the current dictionary, and decompressors by dictionary id (zstd
+    contexts are not to be shared between threads)."""
+
+    def __init__(self) -> None:
+        self.compressor = zstandard.ZstdCompressor(
+            level=ZSTD_LEVEL,
+            dict_data=_dictionary(DICTIONARY),
+            write_checksum=False,
+            write_content_size=True,
+            write_dict_id=False,
+        )
+        self._decompressors: dict[int, zstandard.ZstdDecompressor] = {}
+
+    def decompress(self, dictionary: int, frame: bytes) -> bytes:
+        decompressor = self._decompressors.get(dictionary)
+        if decompressor is None:
+            decompressor = zstandard.ZstdDecompressor(dict_data=_dictionary(dictionary))
+            self._decompressors[dictionary] = decompressor
+        return decompressor.decompress(frame)
+
+
+_ZSTD: _Zstd | None = None
+_DICTIONARIES: dict[int, zstandard.ZstdCompressionDict] = {}
+
+
+def _zstd() -> _Zstd:
+    global _ZSTD
+    if _ZSTD is None:
+        _ZSTD = _Zstd()
+    return _ZSTD
+
+
+def _dictionary(number: int) -> zstandard.ZstdCompressionDict:
+    if number not in _DICTIONARIES:
+        path = resources.files("leadscore.state").joinpath(f"dictionaries/states-{number}.zdict")
+        if not path.is_file():
+            raise LeadscoreError(
+                f"a stored state is compressed with dictionary {number}, which this version "
+                "of leadscore does not have: it was written by a newer version"
+            )
+        _DICTIONARIES[number] = zstandard.ZstdCompressionDict(path.read_bytes())
+    return _DICTIONARIES[number]
 
 
 _pack = msgpack.Packer(use_bin_type=True, autoreset=True).pack

@@ -1,0 +1,91 @@
+"""Train the zstd dictionary that stored states are compressed with (`state/encoding.py`).
+
+The samples are the compact states of the demo's simulated traffic (`leadscore.simulate`,
+not the benchmark's workload) scored with the default model, taken at several moments of
+weeks of event time, so that young and old states, categories, caps and histories are all
+in them. A shipped dictionary is never changed: write a new one under the next id, make it
+`DICTIONARY` in `state/encoding.py`, and keep the old file (states written with it stay
+readable).
+
+    python bench/state_dictionary.py --id 2
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import sys
+from pathlib import Path
+
+import zstandard
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from leadscore.codec import InputDecoder
+from leadscore.errors import InvalidEvent
+from leadscore.model import default_model
+from leadscore.scoring.events import ProfileKey
+from leadscore.scoring.score import advance, score
+from leadscore.scoring.state import LeadState
+from leadscore.simulate import Traffic
+from leadscore.state import encoding
+
+DAY_S = 86_400
+TARGET = Path(__file__).resolve().parents[1] / "src/leadscore/state/dictionaries"
+
+
+def samples(events: int, leads: int, seed: int) -> list[bytes]:
+    """Compact states of simulated leads, a snapshot of every lead every tenth of the run."""
+    now = [1_800_000_000.0]
+    traffic = Traffic(seed=seed, leads=leads, clock=lambda: now[0], quiet_spells=True)
+    model = default_model()
+    decoders: dict[str, InputDecoder] = {}
+    states: dict[ProfileKey, LeadState] = {}
+    taken: list[bytes] = []
+    step = events // 10
+    for sent in range(0, events, 100):
+        for message in traffic.next(100):
+            decode = decoders.setdefault(
+                message.record_type,
+                InputDecoder(message.record_type, max_clock_skew_ms=300_000, clock=lambda: now[0]),
+            )
+            try:
+                event = decode(message.value)
+            except InvalidEvent:
+                continue
+            key = event.profile_key
+            states[key] = score(key, states.get(key), [event], model).state
+        now[0] += 60
+        if sent % step == 0:
+            taken += [encoding.encode_compact(s) for s in states.values()]
+    at = int(now[0] * 1000)
+    taken += [encoding.encode_compact(advance(p, s, model, at).state) for p, s in states.items()]
+    return taken
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--id", type=int, required=True, help="the new dictionary's id (1-255)")
+    parser.add_argument("--size", type=int, default=16_384, help="dictionary size in bytes")
+    parser.add_argument("--events", type=int, default=200_000)
+    parser.add_argument("--leads", type=int, default=5_000)
+    args = parser.parse_args()
+    target = TARGET / f"states-{args.id}.zdict"
+    if target.exists():
+        sys.exit(f"{target} exists: a shipped dictionary is never changed, pick a new id")
+    found = samples(args.events, args.leads, seed=args.id)
+    random.Random(args.id).shuffle(found)
+    training, check = found[: len(found) * 9 // 10], found[len(found) * 9 // 10 :]
+    dictionary = zstandard.train_dictionary(args.size, training, level=encoding.ZSTD_LEVEL)
+    compressor = zstandard.ZstdCompressor(
+        level=encoding.ZSTD_LEVEL, dict_data=dictionary, write_checksum=False
+    )
+    before = sum(map(len, check)) / len(check)
+    after = sum(len(compressor.compress(s)) for s in check) / len(check)
+    target.write_bytes(dictionary.as_bytes())
+    print(f"{target}: {len(dictionary.as_bytes()):,} B from {len(training):,} states")
+    print(f"held-out states: {before:.0f} B compact -> {after:.0f} B compressed")
+
+
+if __name__ == "__main__":
+    main()

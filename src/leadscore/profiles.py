@@ -83,7 +83,10 @@ class ProfileUpdates:
     ) -> tuple[Write | None, list[Publication]]:
         """Fold the events not yet applied to this profile (above its watermarks), and
         publish again the kept outputs of those already applied (a replay: `kept_outputs`
-        holds those not yet published, by partition and offset)."""
+        holds those not yet published, by partition and offset).
+
+        The events are folded into `stored.state` itself: the caller must drop `stored`
+        (its cached copy) unless the write is applied."""
         fresh: list[Positioned] = []
         replayed: list[Positioned] = []
         for item in items:
@@ -98,6 +101,7 @@ class ProfileUpdates:
             (i.event for i in fresh),
             self.model,
             memory=self.settings.event_memory,
+            in_place=True,  # `stored` is the caller's, dropped unless the write succeeds
         )
         if result.duplicates:
             self.metrics.events_skipped.labels("event_id").inc(result.duplicates)

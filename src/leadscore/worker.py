@@ -331,17 +331,22 @@ class Worker:
             self.replayed_kept.update(replay.fields)
             kept_outputs = replay.outputs
             writes, produced, schedule = [], {}, []
-            for profile in todo:
-                write, produced[profile] = self.updates.on_events(
-                    profile, stored[profile], by_profile[profile], kept_outputs
-                )
-                if write is not None:
-                    writes.append(write)
-                elif (entry := self.updates.rescheduled(profile, stored[profile])) is not None:
-                    schedule.append(entry)  # a replay repairs an entry a crash left unset
             field_name = next(self.kept_names)
-            with self.metrics.redis_call("save"):
-                conflicts = set(self.store.save(writes, schedule, self.published_kept, field_name))
+            try:  # the states are folded in place: any failure drops them from the cache
+                for profile in todo:
+                    write, produced[profile] = self.updates.on_events(
+                        profile, stored[profile], by_profile[profile], kept_outputs
+                    )
+                    if write is not None:
+                        writes.append(write)
+                    elif (entry := self.updates.rescheduled(profile, stored[profile])) is not None:
+                        schedule.append(entry)  # a replay repairs an entry a crash left unset
+                with self.metrics.redis_call("save"):
+                    conflicted = self.store.save(writes, schedule, self.published_kept, field_name)
+            except BaseException:
+                self.cache.evict(todo)
+                raise
+            conflicts = set(conflicted)
             self.published_kept = []
             self.redis_ok = True
             self.metrics.state_conflicts.inc(len(conflicts))

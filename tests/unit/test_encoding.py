@@ -1,7 +1,11 @@
 """The stored state: every state the core makes survives encoding, and states written by
-earlier versions (JSON) are still read."""
+earlier versions (uncompressed, JSON) are still read; a state folded in place (as the
+worker does with its cached copy) equals one folded into a copy."""
 
 from __future__ import annotations
+
+import contextlib
+from typing import Any
 
 import pytest
 
@@ -92,3 +96,32 @@ def test_the_compact_encoding_is_much_smaller_than_the_json() -> None:
     compact = sum(len(encode_compact(s)) for s in states)
     json = sum(len(_encode_json(s)) for s in states)
     assert compact < json * 0.7, (compact, json)  # measured: 63%
+
+
+def test_folding_in_place_gives_what_folding_a_copy_gives() -> None:
+    """The worker folds events into its cached state itself; the result, outputs
+    included, is the same as folding into a copy."""
+    model = default_model()
+    now = [1_800_000_000.0]
+    traffic = Traffic(seed=5, leads=200, clock=lambda: now[0])
+    decoders: dict[str, InputDecoder] = {}
+    copied: dict[ProfileKey, LeadState] = {}
+    in_place: dict[ProfileKey, LeadState] = {}
+    for _ in range(30):
+        batch: dict[ProfileKey, list[Any]] = {}
+        for message in traffic.next(100):
+            decode = decoders.setdefault(
+                message.record_type,
+                InputDecoder(message.record_type, max_clock_skew_ms=300_000, clock=lambda: now[0]),
+            )
+            with contextlib.suppress(InvalidEvent):
+                event = decode(message.value)
+                batch.setdefault(event.profile_key, []).append(event)
+        for profile, events in batch.items():
+            before = copied.get(profile)
+            expected = score(profile, before, events, model)
+            got = score(profile, in_place.get(profile), events, model, in_place=True)
+            assert got.outputs == expected.outputs
+            assert got.state == expected.state
+            copied[profile], in_place[profile] = expected.state, got.state
+        now[0] += 3_600

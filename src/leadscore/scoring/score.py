@@ -52,8 +52,11 @@ def score(
     model: Model,
     *,
     memory: int = DEFAULT_EVENT_MEMORY,
+    in_place: bool = False,
 ) -> Scored:
-    """Fold `events` (in arrival order) into a copy of `state`.
+    """Fold `events` (in arrival order) into a copy of `state`, or into `state` itself if
+    `in_place` (a caller that owns it and drops it unless the result is kept: the copy
+    costs about as much as folding an event).
 
     An event whose id is among the profile's last `memory` event ids is a redelivery and
     changes nothing. Every other event is applied once and may emit a StageTransitioned
@@ -61,7 +64,14 @@ def score(
     the time-driven changes that came due before its time are applied (see `advance`), so
     the outputs do not depend on when the worker sweeps.
     """
-    new = _copy(state, model) if state is not None else LeadState()
+    if state is None:
+        new = LeadState()
+    elif in_place:
+        new = state
+        for name in [n for n in new.categories if not model.has_category(n)]:
+            del new.categories[name]
+    else:
+        new = _copy(state, model)
     result = Scored(new)
     for event in events:
         digest = event_digest(event.event_id)

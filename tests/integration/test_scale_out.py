@@ -9,6 +9,7 @@ import signal
 import subprocess
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 import redis
@@ -41,6 +42,16 @@ CLOCK = START + EVENTS * 100 + 60_000
 def committed(env: Env, partitions: int = PARTITIONS) -> int:
     """Offsets the group committed, summed over every partition of the input topics."""
     return sum(max(o, 0) for o in env.committed_offsets(partitions).values())
+
+
+def stop(workers: list[Any]) -> None:
+    """SIGTERM every worker still running (also when the test failed): each must stop
+    cleanly, after its last rebalance."""
+    running = [w for w in workers if w.poll() is None]
+    for worker in running:
+        worker.terminate()
+    for worker in running:
+        assert worker.wait(60) == 0
 
 
 def output_ids(env: Env) -> list[str]:
@@ -92,10 +103,7 @@ def test_three_workers_one_killed_midway(services: Services, tmp_path: Path) -> 
             )
             took = time.monotonic() - started
         finally:
-            for worker in workers[1:]:
-                worker.terminate()
-            for worker in workers[1:]:
-                assert worker.wait(60) == 0  # a clean stop, after the rebalance
+            stop(workers)
         store = StateStore(env.redis, namespace=env.prefix, ttl_ms=0)
         ids = output_ids(env)
         stored = store.load(list(reference_states))
@@ -139,10 +147,7 @@ def test_planned_rebalances_send_nothing_twice(services: Services, tmp_path: Pat
                 what="the others to finish",
             )
         finally:
-            for worker in workers[1:]:
-                worker.terminate()
-            for worker in workers[1:]:
-                assert worker.wait(60) == 0
+            stop(workers)
         store = StateStore(env.redis, namespace=env.prefix, ttl_ms=0)
         ids = output_ids(env)
         stored = store.load(list(reference_states))
@@ -206,10 +211,7 @@ def test_a_batch_awaiting_acknowledgement_is_committed_before_its_partitions_lea
                 what="everything committed",
             )
         finally:
-            for worker in workers:
-                worker.terminate()
-            for worker in workers:
-                assert worker.wait(60) == 0
+            stop(workers)
         ids = output_ids(env)
         stored = store.load(list(reference_states))
         assert {p: s.state for p, s in stored.items()} == reference_states
@@ -267,10 +269,7 @@ def test_partitions_revoked_while_an_outage_holds_a_batch_are_published_by_their
                 what="everything committed",
             )
         finally:
-            for worker in workers:
-                worker.terminate()
-            for worker in workers:
-                assert worker.wait(60) == 0
+            stop(workers)
         ids = output_ids(env)
         store = StateStore(env.redis, namespace=env.prefix, ttl_ms=0)
         stored = store.load(list(reference_states))

@@ -82,7 +82,14 @@ def encode_compact(state: LeadState) -> bytes:
                 for x in (rule, earned, worth)
             ],
             [
-                [t - c.as_of, c.cause_event_id, c.total, c.delta, c.stage, _flat(dict(c.reasons))]
+                [
+                    t - c.as_of,
+                    c.cause_event_id,
+                    c.total,
+                    c.delta,
+                    c.stage,
+                    [x for r in c.reasons for x in r],
+                ]
                 for c in state.history
             ],
             None if state.first_request_at is None else t - state.first_request_at,

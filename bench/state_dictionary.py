@@ -21,13 +21,11 @@ import zstandard
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from leadscore.codec import InputDecoder
-from leadscore.errors import InvalidEvent
 from leadscore.model import default_model
 from leadscore.scoring.events import ProfileKey
-from leadscore.scoring.score import advance, score
+from leadscore.scoring.score import advance
 from leadscore.scoring.state import LeadState
-from leadscore.simulate import Traffic
+from leadscore.simulate import simulated_states
 from leadscore.state import encoding
 
 DAY_S = 86_400
@@ -36,29 +34,17 @@ TARGET = Path(__file__).resolve().parents[1] / "src/leadscore/state/dictionaries
 
 def samples(events: int, leads: int, seed: int) -> list[bytes]:
     """Compact states of simulated leads, a snapshot of every lead every tenth of the run."""
-    now = [1_800_000_000.0]
-    traffic = Traffic(seed=seed, leads=leads, clock=lambda: now[0], quiet_spells=True)
     model = default_model()
-    decoders: dict[str, InputDecoder] = {}
-    states: dict[ProfileKey, LeadState] = {}
     taken: list[bytes] = []
-    step = events // 10
-    for sent in range(0, events, 100):
-        for message in traffic.next(100):
-            decode = decoders.setdefault(
-                message.record_type,
-                InputDecoder(message.record_type, max_clock_skew_ms=300_000, clock=lambda: now[0]),
-            )
-            try:
-                event = decode(message.value)
-            except InvalidEvent:
-                continue
-            key = event.profile_key
-            states[key] = score(key, states.get(key), [event], model).state
-        now[0] += 60
-        if sent % step == 0:
-            taken += [encoding.encode_compact(s) for s in states.values()]
-    at = int(now[0] * 1000)
+
+    def snapshot(sent: int, states: dict[ProfileKey, LeadState]) -> None:
+        if sent % (events // 10) == 0:
+            taken.extend(encoding.encode_compact(s) for s in states.values())
+
+    states, now = simulated_states(
+        model, events=events, leads=leads, seed=seed, step=100, step_s=60, after_step=snapshot
+    )
+    at = int(now * 1000)
     taken += [encoding.encode_compact(advance(p, s, model, at).state) for p, s in states.items()]
     return taken
 

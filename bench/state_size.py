@@ -23,14 +23,11 @@ import redis
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from leadscore.codec import InputDecoder
 from leadscore.embedded import embedded_redis
-from leadscore.errors import InvalidEvent
 from leadscore.model import Model, default_model
 from leadscore.scoring.events import ProfileKey
-from leadscore.scoring.score import score
 from leadscore.scoring.state import LeadState
-from leadscore.simulate import Traffic
+from leadscore.simulate import simulated_states
 from leadscore.state.encoding import encode_state
 from leadscore.state.store import StateStore, Stored, Write
 
@@ -39,24 +36,10 @@ DAY_S = 86_400
 
 def fold(model: Model, events: int, leads: int, speed: float) -> dict[ProfileKey, LeadState]:
     """Every profile's state after `events` simulated events, a clock `speed` times fast."""
-    now = [1_800_000_000.0]
-    traffic = Traffic(seed=1, leads=leads, clock=lambda: now[0], quiet_spells=True)
-    decoders: dict[str, InputDecoder] = {}
-    states: dict[ProfileKey, LeadState] = {}
-    step = 1000
-    for _ in range(events // step):
-        for message in traffic.next(step):
-            decode = decoders.setdefault(
-                message.record_type,
-                InputDecoder(message.record_type, max_clock_skew_ms=300_000, clock=lambda: now[0]),
-            )
-            try:
-                event = decode(message.value)
-            except InvalidEvent:
-                continue
-            profile = event.profile_key
-            states[profile] = score(profile, states.get(profile), [event], model).state
-        now[0] += step / 150 * speed  # 150 events per real second, as in the demo
+    step = 1000  # 150 events per real second, as in the demo
+    states, _ = simulated_states(
+        model, events=events, leads=leads, seed=1, step=step, step_s=step / 150 * speed
+    )
     return states
 
 

@@ -25,9 +25,14 @@ from typing import Any
 
 import fastavro
 
-from leadscore.codec import encode_record
+from leadscore.codec import InputDecoder, encode_record
 from leadscore.codec.schemas import schema_text
+from leadscore.errors import InvalidEvent
 from leadscore.kafka.producer import RecordProducer
+from leadscore.model import Model
+from leadscore.scoring.events import ProfileKey
+from leadscore.scoring.score import score
+from leadscore.scoring.state import LeadState
 
 SITE = "https://www.example.com"
 FINAL_FLUSH_S = 30.0
@@ -423,6 +428,41 @@ class _Acts:
             p.lead_id = f"lead-a{p.anonymous_id[-8:]}"
             p.persona = "researcher"
         return self._form(p, "newsletter", {"email": f"x{p.anonymous_id[-4:]}@example.org"})
+
+
+def simulated_states(
+    model: Model,
+    *,
+    events: int,
+    leads: int,
+    seed: int,
+    step: int = 100,
+    step_s: float = 60.0,
+    after_step: Callable[[int, dict[ProfileKey, LeadState]], None] = lambda _n, _s: None,
+) -> tuple[dict[ProfileKey, LeadState], float]:
+    """Every profile's state after `events` simulated messages (quiet spells on) scored
+    through `model` one at a time, the clock moving `step_s` seconds after every `step`
+    messages (`after_step` sees the messages so far and the states then); and the clock
+    at the end (seconds)."""
+    now = [1_800_000_000.0]
+    traffic = Traffic(seed=seed, leads=leads, clock=lambda: now[0], quiet_spells=True)
+    decoders: dict[str, InputDecoder] = {}
+    states: dict[ProfileKey, LeadState] = {}
+    for sent in range(step, events + 1, step):
+        for message in traffic.next(step):
+            decode = decoders.setdefault(
+                message.record_type,
+                InputDecoder(message.record_type, max_clock_skew_ms=300_000, clock=lambda: now[0]),
+            )
+            try:
+                event = decode(message.value)
+            except InvalidEvent:
+                continue
+            profile = event.profile_key
+            states[profile] = score(profile, states.get(profile), [event], model).state
+        now[0] += step_s
+        after_step(sent, states)
+    return states, now[0]
 
 
 def call_with_unknown_direction(record: dict[str, Any]) -> bytes:

@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from leadscore import simulate
 from leadscore.codec import InputDecoder
 from leadscore.errors import InvalidEvent, LeadscoreError
 from leadscore.model import default_model
@@ -32,26 +33,11 @@ DAY_S = 86_400
 def simulated_states(events: int = 6000) -> list[LeadState]:
     """States of simulated leads over weeks of event time (categories, caps, history,
     consent, time-driven changes)."""
-    now = [1_800_000_000.0]
-    traffic = Traffic(seed=3, leads=300, clock=lambda: now[0], quiet_spells=True)
     model = default_model()
-    decoders: dict[str, InputDecoder] = {}
-    states: dict[ProfileKey, LeadState] = {}
-    for _ in range(events // 100):
-        for message in traffic.next(100):
-            decode = decoders.setdefault(
-                message.record_type,
-                InputDecoder(message.record_type, max_clock_skew_ms=300_000, clock=lambda: now[0]),
-            )
-            try:
-                event = decode(message.value)
-            except InvalidEvent:
-                continue
-            states[event.profile_key] = score(
-                event.profile_key, states.get(event.profile_key), [event], model
-            ).state
-        now[0] += DAY_S / 4
-    swept = [advance(p, s, model, int(now[0] * 1000)).state for p, s in states.items()]
+    states, now = simulate.simulated_states(
+        model, events=events, leads=300, seed=3, step=100, step_s=DAY_S / 4
+    )
+    swept = [advance(p, s, model, int(now * 1000)).state for p, s in states.items()]
     return list(states.values()) + swept
 
 

@@ -140,12 +140,14 @@ def produce(
     return ends, time.monotonic() - started
 
 
-def ceiling(bootstrap: str, total: int) -> tuple[float, float]:
+def ceiling(bootstrap: str, total: int, partitions: int) -> tuple[float, float]:
     """Events/s and CPU µs per event of consuming and decoding every input event."""
     consumer = Consumer(
         {"bootstrap.servers": bootstrap, "group.id": "bench-ceiling", "enable.auto.commit": False}
     )
-    consumer.assign([TopicPartition(t, 0, OFFSET_BEGINNING) for t in TOPICS.values()])
+    consumer.assign(
+        [TopicPartition(t, p, OFFSET_BEGINNING) for t in TOPICS.values() for p in range(partitions)]
+    )
     schemas = {t: schema(rt) for rt, t in TOPICS.items()}
     reader = fastavro.schemaless_reader
     seen = 0
@@ -190,15 +192,18 @@ def scrape(port: int) -> dict[str, float]:
     return values
 
 
-def catch_up(bootstrap: str, worker: subprocess.Popen, ends: dict) -> list[tuple[float, int]]:
+def catch_up(
+    bootstrap: str, workers: list[subprocess.Popen], ends: dict
+) -> list[tuple[float, int]]:
     """Poll the committed offsets until they reach `ends`: [(monotonic time, committed)]."""
     kafka = {"bootstrap.servers": bootstrap}
     total = sum(ends.values())
     progress = [(time.monotonic(), 0)]
     while progress[-1][1] < total:
         time.sleep(0.1)
-        if worker.poll() is not None:
-            raise SystemExit(f"the worker exited with {worker.returncode}")
+        for worker in workers:
+            if worker.poll() is not None:
+                raise SystemExit(f"a worker exited with {worker.returncode}")
         offsets = committed_offsets(kafka, GROUP, ends)
         progress.append((time.monotonic(), sum(max(o, 0) for o in offsets.values())))
     return progress
@@ -209,7 +214,9 @@ def when(progress: list[tuple[float, int]], share: float) -> tuple[float, int]:
     return next(p for p in progress if p[1] >= share * total)
 
 
-def latency(bootstrap: str, generator: Generator, rate: int, seconds: float) -> list[float]:
+def latency(
+    bootstrap: str, generator: Generator, rate: int, seconds: float, partitions: int
+) -> list[float]:
     """Produce `rate` events/s for `seconds`, dated when produced; the latency (s) of
     every output they cause, from its cause's time to when it is read."""
     consumer = Consumer(
@@ -220,7 +227,7 @@ def latency(bootstrap: str, generator: Generator, rate: int, seconds: float) -> 
             "enable.auto.commit": False,
         }
     )
-    consumer.assign([TopicPartition(OUTPUT, 0, OFFSET_END)])
+    consumer.assign([TopicPartition(OUTPUT, p, OFFSET_END) for p in range(partitions)])
     while not consumer.assignment():
         time.sleep(0.05)
     start_ms = int(time.time() * 1000)
@@ -353,7 +360,14 @@ def main() -> None:
     parser.add_argument(
         "--guarantee", choices=["at-least-once", "exactly-once"], default="at-least-once"
     )
+    parser.add_argument(
+        "--workers", type=int, default=1, help="worker processes in the group (default 1)"
+    )
+    parser.add_argument(
+        "--partitions", type=int, help="partitions per topic (default 1; 8 with --workers > 1)"
+    )
     args = parser.parse_args()
+    partitions = args.partitions or (1 if args.workers == 1 else 8)
     events = args.events or (100_000 if args.quick else 500_000)
     leads = args.leads or (10_000 if args.quick else 50_000)
     latency_s = args.latency_seconds or (8.0 if args.quick else 20.0)
@@ -365,7 +379,9 @@ def main() -> None:
     with broker(args.broker) as (bootstrap, name), embedded_redis() as redis_url:
         client = redis.Redis.from_url(redis_url)
         kafka = {"bootstrap.servers": bootstrap}
-        ensure_topics(kafka, [*TOPICS.values(), OUTPUT, "leads.dlq", WARM_UP])
+        ensure_topics(
+            kafka, [*TOPICS.values(), OUTPUT, "leads.dlq", WARM_UP], partitions=partitions
+        )
         generator = Generator(workload)
         print(f"{name}; producing {events:,} events for {leads:,} leads", flush=True)
         start_ms = int(time.time() * 1000) - events * 10
@@ -373,24 +389,30 @@ def main() -> None:
         total = sum(ends.values())
         print(f"  produced {total:,} messages in {took:.1f} s", flush=True)
 
-        top, top_cpu = ceiling(bootstrap, total)
+        top, top_cpu = ceiling(bootstrap, total, partitions)
         figures.add("consume+decode ceiling", f"{top:,.0f} ev/s", f"({top_cpu:.1f} µs CPU/event)")
 
-        port = free_port()
+        ports = [free_port() for _ in range(args.workers)]
         memory_before = int(client.info("memory")["used_memory"])
         redis_before = redis_cpu(client)
-        worker = subprocess.Popen(
-            [sys.executable, "-m", "leadscore", "run"],
-            env=worker_env(bootstrap, redis_url, port, args),
-        )
+        workers = [
+            subprocess.Popen(
+                [sys.executable, "-m", "leadscore", "run"],
+                env=worker_env(bootstrap, redis_url, port, args),
+            )
+            for port in ports
+        ]
         try:
             started = time.monotonic()
-            progress = catch_up(bootstrap, worker, ends)
+            progress = catch_up(bootstrap, workers, ends)
             finished = progress[-1][0]
-            cpu = cpu_seconds(worker.pid)
-            main_cpu = main_thread_cpu(worker.pid)
+            cpu = sum(cpu_seconds(w.pid) for w in workers)
+            main_cpu = sum(main_thread_cpu(w.pid) for w in workers)
             redis_used = redis_cpu(client) - redis_before
-            metrics = scrape(port)
+            metrics: dict[str, float] = {}
+            for port in ports:
+                for sample, value in scrape(port).items():
+                    metrics[sample] = metrics.get(sample, 0.0) + value
             t10, n10 = when(progress, 0.1)
             t90, n90 = when(progress, 0.9)
             steady = (n90 - n10) / max(t90 - t10, 1e-9)
@@ -420,9 +442,9 @@ def main() -> None:
                 "outputs/s", f"{outputs / (finished - started):,.0f}", f"({outputs:,.0f} outputs)"
             )
 
-            cpu_before = cpu_seconds(worker.pid)
-            lat = latency(bootstrap, generator, args.rate, latency_s)
-            lat_cpu = cpu_seconds(worker.pid) - cpu_before
+            cpu_before = sum(cpu_seconds(w.pid) for w in workers)
+            lat = latency(bootstrap, generator, args.rate, latency_s, partitions)
+            lat_cpu = sum(cpu_seconds(w.pid) for w in workers) - cpu_before
             if lat:
                 figures.add(
                     f"latency p50 at {args.rate:,} ev/s",
@@ -436,8 +458,10 @@ def main() -> None:
             else:
                 figures.add("latency", "no outputs read")
         finally:
-            worker.send_signal(signal.SIGTERM)
-            worker.wait(60)
+            for worker in workers:
+                worker.send_signal(signal.SIGTERM)
+            for worker in workers:
+                worker.wait(60)
 
         profiles = sum(1 for _ in client.scan_iter(f"{GROUP}:lead:*", count=10_000))
         used = int(client.info("memory")["used_memory"]) - memory_before
@@ -456,6 +480,8 @@ def main() -> None:
 
     print(
         f"\n{events:,} events, {leads:,} leads, {name}, {args.guarantee}, "
+        f"{args.workers} worker process{'es' if args.workers > 1 else ''}, "
+        f"{partitions} partition{'s' if partitions > 1 else ''} per topic, "
         f"{time.monotonic() - bench_started:.0f} s in all"
     )
     print(figures.table())

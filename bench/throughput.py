@@ -96,7 +96,7 @@ def main() -> None:
     args = parser.parse_args()
     guarantees = GUARANTEES if args.guarantee == "both" else (args.guarantee,)
 
-    with broker(args.broker) as (bootstrap, name), embedded_redis() as redis_url:
+    with broker(args.broker) as (bootstrap, name, _pid), embedded_redis() as redis_url:
         kafka = {"bootstrap.servers": bootstrap}
         outputs = [f"leads.scores.{g}" for g in guarantees]
         ensure_topics(kafka, [*TOPICS.values(), *outputs, "leads.dlq"])

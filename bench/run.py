@@ -193,6 +193,64 @@ def worker_env(bootstrap: str, redis_url: str, port: int, args: argparse.Namespa
     }
 
 
+def profiling(pid: int, path: str) -> subprocess.Popen:
+    """py-spy sampling the worker's Python stacks (without pausing it) until SIGINT."""
+    spy = Path(sys.executable).with_name("py-spy")
+    return subprocess.Popen(
+        [
+            str(spy),
+            "record",
+            "--pid",
+            str(pid),
+            "--rate",
+            "250",
+            "--nonblocking",
+            "--format",
+            "raw",
+            "--output",
+            path,
+        ],
+        stdout=subprocess.DEVNULL,
+    )
+
+
+def summarize_profile(path: Path, top: int = 18) -> str:
+    """The functions the worker spent its samples in: inclusive (in the function or what
+    it called) and exclusive (in its own code), as shares of all samples."""
+    inclusive: dict[str, int] = {}
+    exclusive: dict[str, int] = {}
+    total = 0
+    for line in path.read_text().splitlines():
+        stack, _, count_text = line.rpartition(" ")
+        if not stack:
+            continue
+        count = int(count_text)
+        total += count
+        frames = [short_frame(f) for f in stack.split(";")]
+        for frame in set(frames):
+            inclusive[frame] = inclusive.get(frame, 0) + count
+        exclusive[frames[-1]] = exclusive.get(frames[-1], 0) + count
+    lines = [f"  profile: {total:,} samples (py-spy, 250/s) in {path}"]
+    for title, table in (("inclusive", inclusive), ("exclusive", exclusive)):
+        lines.append(f"  {title}:")
+        for frame, count in sorted(table.items(), key=lambda kv: -kv[1])[:top]:
+            lines.append(f"    {count / max(total, 1) * 100:5.1f}%  {frame}")
+    return "\n".join(lines)
+
+
+def short_frame(frame: str) -> str:
+    """`score (leadscore/scoring/score.py:60)` -> `score (scoring/score.py)`: a function,
+    not a line."""
+    name, _, where = frame.partition(" (")
+    file = where.rsplit(":", 1)[0].rstrip(")")
+    parts = Path(file).parts
+    if "leadscore" in parts:
+        file = "/".join(parts[len(parts) - parts[::-1].index("leadscore") :])
+    else:
+        file = Path(file).name
+    return f"{name} ({file})"
+
+
 def scrape(port: int) -> dict[str, float]:
     """The worker's metrics, summed over labels: {sample name: value}."""
     text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
@@ -377,6 +435,12 @@ def main() -> None:
     parser.add_argument(
         "--partitions", type=int, help="partitions per topic (default 1; 8 with --workers > 1)"
     )
+    parser.add_argument(
+        "--profile",
+        metavar="FILE",
+        help="sample the (first) worker with py-spy while it catches up; write the stacks "
+        "to FILE (py-spy's raw format, for flamegraph tools) and print where the time went",
+    )
     args = parser.parse_args()
     partitions = args.partitions or (1 if args.workers == 1 else 8)
     events = args.events or (100_000 if args.quick else 500_000)
@@ -413,9 +477,14 @@ def main() -> None:
             )
             for port in ports
         ]
+        sampler = profiling(workers[0].pid, args.profile) if args.profile else None
         try:
             started = time.monotonic()
             progress = catch_up(bootstrap, workers, ends)
+            if sampler is not None:
+                sampler.send_signal(signal.SIGINT)
+                sampler.wait(60)
+                print(summarize_profile(Path(args.profile)), flush=True)
             finished = progress[-1][0]
             cpu = sum(cpu_seconds(w.pid) for w in workers)
             main_cpu = sum(main_thread_cpu(w.pid) for w in workers)
@@ -475,6 +544,8 @@ def main() -> None:
             else:
                 figures.add("latency", "no outputs read")
         finally:
+            if sampler is not None and sampler.poll() is None:
+                sampler.kill()
             for worker in workers:
                 worker.send_signal(signal.SIGTERM)
             for worker in workers:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import uuid
 
 import pytest
 from hypothesis import given, settings
@@ -12,7 +13,7 @@ from hypothesis import strategies as st
 from leadscore.model import parse_model
 from leadscore.scoring.engagement import decay_factor, value_at
 from leadscore.scoring.events import Consent, Event, EventType, ProfileKey
-from leadscore.scoring.outputs import ScoreChanged, StageTransitioned
+from leadscore.scoring.outputs import ScoreChanged, StageTransitioned, output_id
 from leadscore.scoring.score import score
 from leadscore.scoring.state import LeadState
 from tests.models import simple_model
@@ -71,6 +72,16 @@ def test_output_ids_are_a_function_of_the_cause() -> None:
     assert [o.event_id for o in first.outputs] == [o.event_id for o in again.outputs]
     other = score(ProfileKey("lead", "L2"), None, events, MODEL)
     assert not {o.event_id for o in first.outputs} & {o.event_id for o in other.outputs}
+
+
+@given(st.text(max_size=40), st.text(min_size=1, max_size=80), st.integers(0, 3))
+def test_output_ids_are_the_uuid5_of_their_name(lead: str, cause: str, index: int) -> None:
+    """Ids never change between versions (consumers deduplicate by them): the same as
+    `uuid.uuid5` of the name in our namespace, whatever the characters."""
+    profile = ProfileKey("lead", lead)
+    name = f"lead/{lead}/{cause}/score_changed/{index}"
+    expected = str(uuid.uuid5(uuid.UUID("6c2b1f0e-5d1a-4d8e-9a41-2f1c8c3e7b55"), name))
+    assert output_id(profile, cause, "score_changed", index) == expected
 
 
 def test_crossing_a_threshold_moves_the_stage_and_decay_moves_it_back() -> None:

@@ -223,9 +223,11 @@ def _as_number(value: str | None) -> float | None:
         return None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class LeadFacts:
-    """What stage conditions can test about a lead, evaluated at time `now`."""
+    """What stage conditions can test about a lead, evaluated at time `now` (not frozen:
+    made several times per event, and a frozen dataclass costs several times as much to
+    build; nothing changes one once made)."""
 
     total: float
     fit: float

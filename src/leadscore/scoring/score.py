@@ -70,6 +70,7 @@ def score(
         new = state
         for name in [n for n in new.categories if not model.has_category(n)]:
             del new.categories[name]
+            new.due_memo = None
     else:
         new = _copy(state, model)
     result = Scored(new)
@@ -81,6 +82,7 @@ def score(
         if new.events and event.occurred_at > new.as_of:
             _advance(profile, new, model, event.occurred_at - 1, result, event.event_id)
         _apply(new, event, model)
+        new.due_memo = None  # the state changed: its next time-driven change too
         new.recent.append(digest)
         if len(new.recent) > memory:
             del new.recent[: len(new.recent) - memory]
@@ -110,6 +112,7 @@ def _advance(
         due = next_change(state, model, until)
         if due is None:
             return
+        state.due_memo = None  # what follows changes the state
         _move_clock(state, model, due.at)
         outputs = _outputs(profile, state, Cause.due(due.at, due.cause), model)
         result.outputs += outputs

@@ -104,6 +104,9 @@ class LeadState:
     categories: dict[str, CategoryScore] = field(default_factory=dict)
     # not state: the fit of `attributes` as last computed (None: compute it again)
     fit_memo: object = field(default=None, compare=False, repr=False)
+    # not state: (model, the next time-driven change) as last computed by `next_change`;
+    # whatever changes the state sets it to None
+    due_memo: object = field(default=None, compare=False, repr=False)
 
     @property
     def speed_to_lead_ms(self) -> int | None:

@@ -81,6 +81,17 @@ def next_change(state: LeadState, model: Model, until: int | None = None) -> Due
     changes neither."""
     if state.events == 0 or not model.changes_with_time:
         return None
+    memo = state.due_memo
+    if memo is not None and memo[0] is model:  # type: ignore[index]
+        known: Due | None = memo[1]  # type: ignore[index]
+        return known if known is not None and (until is None or known.at <= until) else None
+    due = _next_change(state, model, until)
+    if due is not None or until is None:  # found before `until`, it is the next change
+        state.due_memo = (model, due)
+    return due
+
+
+def _next_change(state: LeadState, model: Model, until: int | None) -> Due | None:
     fit = fit_of(state, model)
     last = until if until is not None else math.inf
     if not _any_flip(state, model, fit, last):

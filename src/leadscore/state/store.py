@@ -33,7 +33,7 @@ Partition = tuple[str, int]
 _UNAVAILABLE = (redis.ConnectionError, redis.TimeoutError, redis.BusyLoadingError)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Stored:
     """A profile as read: its version (0 if new), state, per input partition the highest
     offset applied (watermark), the partition whose schedule holds it, and the outputs of
@@ -55,7 +55,7 @@ class Due(NamedTuple):
     at: int | None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Write:
     """A new state for a profile, valid only if the profile is still as read (`base`, at
     its version).
@@ -66,6 +66,9 @@ class Write:
     time-driven changes not yet acknowledged (None leaves them). `due` is the profile's
     schedule entry (None leaves it). `refresh_ttl` restarts the time to live (an event
     arrived); a time-driven change leaves it running.
+
+    Neither a `Write` nor a `Stored` is changed once made (they are not frozen: a frozen
+    dataclass costs several times as much to build, and one of each is made per write).
     """
 
     profile: ProfileKey
@@ -76,6 +79,7 @@ class Write:
     pending: list[StoredOutput] | None = None
     due: Due | None = None
     refresh_ttl: bool = True
+    _after: Stored | None = field(default=None, init=False, repr=False, compare=False)
 
     @property
     def expected_version(self) -> int:
@@ -83,14 +87,16 @@ class Write:
 
     def after(self) -> Stored:
         """The profile as this write leaves it."""
-        before = self.base
-        return Stored(
-            version=before.version + 1,
-            state=self.state,
-            watermarks={**before.watermarks, **self.watermarks},
-            schedule=self.due.partition if self.due is not None else before.schedule,
-            pending=self.pending if self.pending is not None else before.pending,
-        )
+        if self._after is None:
+            before = self.base
+            self._after = Stored(
+                before.version + 1,
+                self.state,
+                {**before.watermarks, **self.watermarks},
+                self.due.partition if self.due is not None else before.schedule,
+                self.pending if self.pending is not None else before.pending,
+            )
+        return self._after
 
 
 @dataclass(slots=True)

@@ -36,24 +36,32 @@ def lead_facts(
     no event after the state's; `fit` if already computed (it does not change with time)."""
     t = state.as_of if at is None else at
     fit = fit or fit_of(state, model)
-    engagement = state.engagement * decay_factor(t - state.as_of, model.half_life_ms)
-    engagement += state.fixed
-    categories = {
-        name: score.engagement * decay_factor(t - state.as_of, model.category(name).half_life_ms)
-        + score.fixed
-        for name, score in state.categories.items()
-        if model.has_category(name)  # a category removed from the model is ignored
-    }
+    elapsed = t - state.as_of
+    if elapsed > 0:
+        engagement = state.engagement * decay_factor(elapsed, model.half_life_ms) + state.fixed
+        categories = {
+            name: score.engagement * decay_factor(elapsed, model.category(name).half_life_ms)
+            + score.fixed
+            for name, score in state.categories.items()
+            if model.has_category(name)  # a category removed from the model is ignored
+        }
+    else:  # at the lead's clock nothing has decayed (the same floats as a factor of 1.0)
+        engagement = state.engagement + state.fixed
+        categories = {
+            name: score.engagement + score.fixed
+            for name, score in state.categories.items()
+            if model.has_category(name)
+        }
     facts = LeadFacts(
-        total=fit.points + engagement,
-        fit=fit.points,
-        engagement=engagement,
-        tags=frozenset(state.tags | fit.tags),
-        counts=state.counts,
-        visit_times=tuple(state.visits),
-        last_activity=state.last_activity,
-        now=t,
-        categories=categories,
+        fit.points + engagement,
+        fit.points,
+        engagement,
+        frozenset(state.tags | fit.tags) if state.tags else fit.tags,
+        state.counts,
+        tuple(state.visits),
+        state.last_activity,
+        t,
+        categories,
     )
     return facts, fit
 
@@ -70,7 +78,10 @@ def situation(
     state: LeadState, model: Model, at: int | None = None, fit: Fit | None = None
 ) -> tuple[object, ...]:
     """What a time-driven change changes: the stage and every category's level."""
-    facts, _ = lead_facts(state, model, at, fit)
+    return _situation(lead_facts(state, model, at, fit)[0], state, model)
+
+
+def _situation(facts: LeadFacts, state: LeadState, model: Model) -> tuple[object, ...]:
     levels = tuple(c.level(facts.categories.get(c.name, 0.0)) for c in model.categories)
     return (model.stage(facts, state.kept).name, *levels)
 
@@ -113,7 +124,7 @@ def _next_change(state: LeadState, model: Model, until: int | None) -> Due | Non
     )
     if not candidates:
         return None
-    now = situation(state, model, fit=fit)
+    now = _situation(facts, state, model)
     for at, cause in candidates:
         if situation(state, model, at, fit) != now:
             return Due(at, cause)

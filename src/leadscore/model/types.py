@@ -243,11 +243,11 @@ class Model:
         """The last stage whose conditions hold, not before the stage `kept` (the furthest
         `keep` stage the lead reached)."""
         first = self._positions.get(kept, 0)
-        current = self.stages[first]
-        for stage in self.stages[first + 1 :]:
-            if stage.holds(facts):
-                current = stage
-        return current
+        stages = self.stages
+        for i in range(len(stages) - 1, first, -1):  # from the last: the first that holds
+            if stages[i].holds(facts):
+                return stages[i]
+        return stages[first]
 
     def timers_after(self, kept: str | None) -> tuple[Timer, ...]:
         """The timers of the stages a lead that reached `kept` can still enter."""

@@ -438,8 +438,9 @@ def main() -> None:
     parser.add_argument(
         "--profile",
         metavar="FILE",
-        help="sample the (first) worker with py-spy while it catches up; write the stacks "
-        "to FILE (py-spy's raw format, for flamegraph tools) and print where the time went",
+        help="sample the (first) worker with py-spy while it catches up and, apart, during "
+        "the latency phase; write the stacks to FILE and FILE.latency (py-spy's raw format, "
+        "for flamegraph tools) and print where the time went",
     )
     args = parser.parse_args()
     partitions = args.partitions or (1 if args.workers == 1 else 8)
@@ -524,7 +525,13 @@ def main() -> None:
 
             cpu_before = sum(cpu_seconds(w.pid) for w in workers)
             others_before = cpu_seconds(broker_pid), time.process_time()
+            if args.profile:  # the latency phase apart: a worker keeping up, small batches
+                sampler = profiling(workers[0].pid, f"{args.profile}.latency")
             lat = latency(bootstrap, generator, args.rate, latency_s, partitions)
+            if sampler is not None:
+                sampler.send_signal(signal.SIGINT)
+                sampler.wait(60)
+                print(summarize_profile(Path(f"{args.profile}.latency")), flush=True)
             lat_cpu = sum(cpu_seconds(w.pid) for w in workers) - cpu_before
             broker_cpu = cpu_seconds(broker_pid) - others_before[0]
             bench_cpu = time.process_time() - others_before[1]

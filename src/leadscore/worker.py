@@ -418,7 +418,11 @@ class Worker:
             end = self.consumer.end_offset(partition)
             if end is None:
                 return None
-            if self.positions[partition] >= end:
+            # the consumer's position: past a commit marker of transactional producers,
+            # which ends their partitions and is never consumed (sweeps run between
+            # batches: every message it handed out is processed)
+            done = max(self.positions[partition], self.consumer.position(partition) or 0)
+            if done >= end:
                 continue
             seen = self.event_times.get(partition)
             if seen is None:

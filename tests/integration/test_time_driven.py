@@ -9,6 +9,8 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from confluent_kafka import Producer
+
 from leadscore.codec import InputDecoder, decode_output, encode_record
 from leadscore.errors import KafkaUnavailable
 from leadscore.model import default_model, load_model
@@ -126,6 +128,40 @@ def test_a_quiet_lead_regresses_at_the_due_time_without_any_event(env: Env) -> N
     assert final.state.stage == "long_term_lead"
     assert final.pending == []  # the outputs were acknowledged
     assert env.redis.zscore(schedule, schedule_member(lead)) is None  # nothing more to do
+
+
+def test_a_lead_whose_events_came_in_a_transaction_regresses_too(env: Env) -> None:
+    """Upstream producers that write in Kafka transactions end each partition with a
+    commit marker, which no consumer receives: the partition must not look behind
+    forever (that froze the sweeps' horizon before the lead's last event)."""
+    t0 = now_ms() - 60_000
+    upstream = Producer(
+        {
+            "bootstrap.servers": env.services.bootstrap_servers,
+            "transactional.id": f"{env.prefix}-upstream",
+        }
+    )
+    upstream.init_transactions(30)
+    upstream.begin_transaction()
+    form = encoded("FormSubmission", "T1", occurred_at=t0, fields=PROFILE)
+    upstream.produce(env.topic("forms"), value=form, key=b"T1")
+    call = encoded("Call", "T1", occurred_at=t0 + 60_000, duration_s=300)
+    upstream.produce(env.topic("calls"), value=call, key=b"T1")
+    upstream.commit_transaction(30)
+    clock = ManualClock()
+    env.start_worker(model=B2B, clock=clock)
+    lead = ProfileKey("lead", "T1")
+    wait_until(lambda: getattr(store(env).read(lead).state, "events", 0) == 2, what="scored")
+    state = store(env).read(lead).state
+    assert state is not None
+    assert state.stage == "active_lead"
+    due = next_change(state, B2B)
+    assert due is not None
+    clock.set_ms(due.at)
+    wait_until(lambda: len(time_driven(env, "T1")) == 2, what="the regression")
+    transition, _change = time_driven(env, "T1")
+    assert (transition["from_stage"], transition["to_stage"]) == ("active_lead", "lead")
+    assert transition["as_of"] == due.at
 
 
 def test_a_new_event_just_before_the_due_time_prevents_the_change(env: Env) -> None:

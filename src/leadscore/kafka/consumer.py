@@ -174,6 +174,14 @@ class InputConsumer:
         _, high = self._consumer.get_watermark_offsets(TopicPartition(*partition), cached=True)
         return high if high >= 0 else None
 
+    def position(self, partition: Partition) -> int | None:
+        """The offset after the last message handed to the worker (None: none yet).
+
+        Past a transaction's commit marker too, which is never handed out: the offset
+        after a partition's last message is then one short of its end."""
+        (tp,) = self._consumer.position([TopicPartition(*partition)])
+        return int(tp.offset) if tp.offset >= 0 else None
+
     def close(self) -> None:
         """Leave the group (a clean, fast rebalance for the others)."""
         self._consumer.close()

@@ -79,8 +79,14 @@ def store(env: Env) -> StateStore:
 
 def scored_active_lead(env: Env, lead_id: str, t0: int) -> tuple[ManualClock, ProfileKey, Due]:
     """A worker on a clock of the test's, an active lead scored, and its next change."""
-    clock = ManualClock()
     active_lead(env, lead_id, t0)
+    return scored(env, lead_id)
+
+
+def scored(env: Env, lead_id: str) -> tuple[ManualClock, ProfileKey, Due]:
+    """A worker on a clock of the test's, the active lead produced scored, and its next
+    change."""
+    clock = ManualClock()
     env.start_worker(model=B2B, clock=clock)
     lead = ProfileKey("lead", lead_id)
     wait_until(lambda: getattr(store(env).read(lead).state, "events", 0) == 2, what="scored")
@@ -148,15 +154,7 @@ def test_a_lead_whose_events_came_in_a_transaction_regresses_too(env: Env) -> No
     call = encoded("Call", "T1", occurred_at=t0 + 60_000, duration_s=300)
     upstream.produce(env.topic("calls"), value=call, key=b"T1")
     upstream.commit_transaction(30)
-    clock = ManualClock()
-    env.start_worker(model=B2B, clock=clock)
-    lead = ProfileKey("lead", "T1")
-    wait_until(lambda: getattr(store(env).read(lead).state, "events", 0) == 2, what="scored")
-    state = store(env).read(lead).state
-    assert state is not None
-    assert state.stage == "active_lead"
-    due = next_change(state, B2B)
-    assert due is not None
+    clock, _lead, due = scored(env, "T1")
     clock.set_ms(due.at)
     wait_until(lambda: len(time_driven(env, "T1")) == 2, what="the regression")
     transition, _change = time_driven(env, "T1")

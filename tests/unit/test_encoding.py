@@ -7,7 +7,9 @@ from __future__ import annotations
 import contextlib
 from typing import Any
 
+import msgpack  # type: ignore[import-untyped]
 import pytest
+import zstandard
 
 from leadscore import simulate
 from leadscore.codec import InputDecoder
@@ -21,6 +23,7 @@ from leadscore.state.encoding import (
     COMPACT,
     COMPRESSED,
     DICTIONARY,
+    _dictionary,
     _encode_json,
     decode_state,
     encode_compact,
@@ -70,6 +73,30 @@ def test_a_state_compressed_with_an_unknown_dictionary_is_a_clear_error() -> Non
     newer = COMPRESSED + bytes((DICTIONARY + 1,)) + raw[2:]
     with pytest.raises(LeadscoreError, match=f"dictionary {DICTIONARY + 1}.*newer version"):
         decode_state(newer)
+
+
+def test_a_state_compressed_with_the_first_shipped_dictionary_is_read() -> None:
+    first = zstandard.ZstdCompressor(
+        level=3, dict_data=_dictionary(1), write_checksum=False, write_dict_id=False
+    )
+    for state in simulated_states(1000):
+        raw = COMPRESSED + bytes((1,)) + first.compress(encode_compact(state))
+        assert decode_state(raw) == state
+
+
+def test_a_history_stored_in_doubles_by_an_earlier_version_is_read() -> None:
+    """History figures were doubles before they were stored as whole hundredths."""
+    states = [s for s in simulated_states(1000) if s.history]
+    assert states
+    for state in states:
+        fields = msgpack.unpackb(encode_compact(state)[1:], raw=False, strict_map_key=False)
+        history = fields[24]
+        assert history
+        assert all(isinstance(h[2], int) for h in history)
+        for h in history:
+            h[2], h[3] = h[2] / 100, h[3] / 100
+            h[5] = [x / 100 if isinstance(x, int) else x for x in h[5]]
+        assert decode_state(COMPACT + msgpack.packb(fields, use_bin_type=True)) == state
 
 
 def test_a_state_written_as_json_by_an_earlier_version_is_read() -> None:

@@ -380,10 +380,10 @@ def _outputs(profile: ProfileKey, state: LeadState, cause: Cause, model: Model) 
             Change(
                 state.as_of,
                 cause.event_id,
-                total,
-                change.delta,
+                round(total, 2),
+                round(change.delta, 2),
                 stage.name,
-                tuple((r.rule, r.points) for r in change.reasons),
+                tuple((r.rule, round(r.points, 2)) for r in change.reasons),
             )
         )
         del state.history[:-HISTORY]

@@ -16,7 +16,9 @@ def event_digest(event_id: str) -> bytes:
 
 @dataclass(slots=True)
 class Change:
-    """One published score change: when, why, and by how much."""
+    """One published score change: when, why, and by how much, in hundredths of a point
+    (what `inspect` explains; the outputs themselves carry every digit). Stored as whole
+    hundredths: a few bytes each instead of a double's eight, which do not compress."""
 
     as_of: int
     cause_event_id: str

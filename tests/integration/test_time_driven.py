@@ -138,8 +138,9 @@ def test_a_quiet_lead_regresses_at_the_due_time_without_any_event(env: Env) -> N
 
 def test_a_lead_whose_events_came_in_a_transaction_regresses_too(env: Env) -> None:
     """Upstream producers that write in Kafka transactions end each partition with a
-    commit marker, which no consumer receives: the partition must not look behind
-    forever (that froze the sweeps' horizon before the lead's last event)."""
+    commit or abort marker, which no consumer receives (nor an aborted transaction's
+    records): the partition must not look behind forever (that froze the sweeps' horizon
+    before the lead's last event)."""
     t0 = now_ms() - 60_000
     upstream = Producer(
         {
@@ -154,12 +155,20 @@ def test_a_lead_whose_events_came_in_a_transaction_regresses_too(env: Env) -> No
     call = encoded("Call", "T1", occurred_at=t0 + 60_000, duration_s=300)
     upstream.produce(env.topic("calls"), value=call, key=b"T1")
     upstream.commit_transaction(30)
-    clock, _lead, due = scored(env, "T1")
+    # and an aborted one after it: its event is never scored, and the partition still
+    # ends past its records and its marker
+    upstream.begin_transaction()
+    later = encoded("FormSubmission", "T1", occurred_at=t0 + 120_000, fields=PROFILE)
+    upstream.produce(env.topic("forms"), value=later, key=b"T1")
+    upstream.flush(30)
+    upstream.abort_transaction(30)
+    clock, lead, due = scored(env, "T1")
     clock.set_ms(due.at)
     wait_until(lambda: len(time_driven(env, "T1")) == 2, what="the regression")
     transition, _change = time_driven(env, "T1")
     assert (transition["from_stage"], transition["to_stage"]) == ("active_lead", "lead")
     assert transition["as_of"] == due.at
+    assert getattr(store(env).read(lead).state, "events", 0) == 2  # not the aborted one
 
 
 def test_a_new_event_just_before_the_due_time_prevents_the_change(env: Env) -> None:

@@ -214,6 +214,13 @@ def profiling(pid: int, path: str) -> subprocess.Popen:
     )
 
 
+def stop_profiling(sampler: subprocess.Popen, path: str) -> str:
+    """Stop py-spy (it writes its file on SIGINT) and summarize what it sampled."""
+    sampler.send_signal(signal.SIGINT)
+    sampler.wait(60)
+    return summarize_profile(Path(path))
+
+
 def summarize_profile(path: Path, top: int = 18) -> str:
     """The functions the worker spent its samples in: inclusive (in the function or what
     it called) and exclusive (in its own code), as shares of all samples."""
@@ -483,9 +490,7 @@ def main() -> None:
             started = time.monotonic()
             progress = catch_up(bootstrap, workers, ends)
             if sampler is not None:
-                sampler.send_signal(signal.SIGINT)
-                sampler.wait(60)
-                print(summarize_profile(Path(args.profile)), flush=True)
+                print(stop_profiling(sampler, args.profile), flush=True)
             finished = progress[-1][0]
             cpu = sum(cpu_seconds(w.pid) for w in workers)
             main_cpu = sum(main_thread_cpu(w.pid) for w in workers)
@@ -529,9 +534,7 @@ def main() -> None:
                 sampler = profiling(workers[0].pid, f"{args.profile}.latency")
             lat = latency(bootstrap, generator, args.rate, latency_s, partitions)
             if sampler is not None:
-                sampler.send_signal(signal.SIGINT)
-                sampler.wait(60)
-                print(summarize_profile(Path(f"{args.profile}.latency")), flush=True)
+                print(stop_profiling(sampler, f"{args.profile}.latency"), flush=True)
             lat_cpu = sum(cpu_seconds(w.pid) for w in workers) - cpu_before
             broker_cpu = cpu_seconds(broker_pid) - others_before[0]
             bench_cpu = time.process_time() - others_before[1]

@@ -48,6 +48,7 @@ from tests.kafka import apache
 from leadscore.codec.schemas import schema
 from leadscore.demo import DEMO_KAFKA_OPTIONS
 from leadscore.embedded import embedded_broker, embedded_redis, free_port
+from leadscore.errors import KafkaUnavailable
 from leadscore.kafka.admin import committed_offsets, ensure_topics
 
 TOPICS = {
@@ -280,7 +281,10 @@ def catch_up(
         for worker in workers:
             if worker.poll() is not None:
                 raise SystemExit(f"a worker exited with {worker.returncode}")
-        offsets = committed_offsets(kafka, GROUP, ends)
+        try:
+            offsets = committed_offsets(kafka, GROUP, ends)
+        except KafkaUnavailable:  # NOT_COORDINATOR while the group coordinator loads
+            continue
         progress.append((time.monotonic(), sum(max(o, 0) for o in offsets.values())))
     return progress
 
@@ -312,7 +316,11 @@ def latency(
 
     def read() -> None:
         while not done.is_set():
-            for record in consumer.consume(1000, 0.1):
+            # what has arrived, at once; else the first to come (`consume(n, timeout)`
+            # returns only once it has n records or the timeout ran out: each record
+            # would be read up to that timeout late)
+            records = consumer.consume(1000, 0) or consumer.consume(1, 0.1)
+            for record in records:
                 if record.error() is None:
                     now = time.time()
                     occurred_at = cause_time(record.value())

@@ -9,9 +9,11 @@
    offsets reach the end. Events/s overall (from the start of the process) and steady
    (between 10% and 90% of the events committed), worker and Redis CPU per event, Redis
    round trips per batch, outputs per second.
-4. Latency: with the same worker caught up, produces new events at a fixed rate and reads
+4. Latency: with the same worker caught up, produces new events at a steady rate and reads
    the output topic: event-to-output latency is the time an output is read minus its
-   cause's `occurred_at` (set when the event was produced).
+   cause's `occurred_at` (set when the event was produced). Twice: at half the steady
+   throughput just measured (a load the worker keeps up with), then at `--rate` (default
+   10,000/s, which may be more than the machine processes: then the latency is a backlog's).
 5. Memory: Redis memory per lead after the run, and after copying the profiles the worker
    wrote (DUMP/RESTORE, schedule entries included) to `--memory-leads` leads.
 
@@ -31,7 +33,7 @@ import sys
 import threading
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -359,6 +361,40 @@ def latency(
     return latencies
 
 
+def latency_figures(
+    figures: Figures,
+    workers: list[subprocess.Popen],
+    broker_pid: int,
+    measure: Callable[[int], list[float]],
+    rate: int,
+    seconds: float,
+    note: str,
+) -> None:
+    """Run one latency phase and add its p50 and p99, with what the processes used."""
+    cpu_before = sum(cpu_seconds(w.pid) for w in workers)
+    broker_before, bench_before = cpu_seconds(broker_pid), time.process_time()
+    lat = measure(rate)
+    worker_cpu = sum(cpu_seconds(w.pid) for w in workers) - cpu_before
+    broker_cpu = cpu_seconds(broker_pid) - broker_before
+    bench_cpu = time.process_time() - bench_before
+    label = f"at {rate:,.0f} ev/s" + (f" ({note})" if note else "")
+    if not lat:
+        figures.add(f"latency {label}", "no outputs read")
+        return
+    figures.add(
+        f"latency p50 {label}",
+        f"{percentile(lat, 0.5) * 1000:.1f} ms",
+        f"({len(lat):,} outputs over {seconds:.0f} s; "
+        f"worker CPU {worker_cpu / seconds * 100:.0f}%)",
+    )
+    figures.add(
+        f"latency p99 {label}",
+        f"{percentile(lat, 0.99) * 1000:.1f} ms",
+        f"(meanwhile the broker used {broker_cpu / seconds * 100:.0f}% of a core, "
+        f"the bench's producer and reader {bench_cpu / seconds * 100:.0f}%)",
+    )
+
+
 def _varint(data: bytes, at: int) -> tuple[int, int]:
     """An Avro long (zig-zag varint) at `at`: (value, position after it)."""
     shift = result = 0
@@ -536,31 +572,19 @@ def main() -> None:
                 "outputs/s", f"{outputs / (finished - started):,.0f}", f"({outputs:,.0f} outputs)"
             )
 
-            cpu_before = sum(cpu_seconds(w.pid) for w in workers)
-            others_before = cpu_seconds(broker_pid), time.process_time()
-            if args.profile:  # the latency phase apart: a worker keeping up, small batches
-                sampler = profiling(workers[0].pid, f"{args.profile}.latency")
-            lat = latency(bootstrap, generator, args.rate, latency_s, partitions)
-            if sampler is not None:
-                print(stop_profiling(sampler, f"{args.profile}.latency"), flush=True)
-            lat_cpu = sum(cpu_seconds(w.pid) for w in workers) - cpu_before
-            broker_cpu = cpu_seconds(broker_pid) - others_before[0]
-            bench_cpu = time.process_time() - others_before[1]
-            if lat:
-                figures.add(
-                    f"latency p50 at {args.rate:,} ev/s",
-                    f"{percentile(lat, 0.5) * 1000:.1f} ms",
-                    f"({len(lat):,} outputs over {latency_s:.0f} s; "
-                    f"worker CPU {lat_cpu / latency_s * 100:.0f}%)",
-                )
-                figures.add(
-                    f"latency p99 at {args.rate:,} ev/s",
-                    f"{percentile(lat, 0.99) * 1000:.1f} ms",
-                    f"(meanwhile the broker used {broker_cpu / latency_s * 100:.0f}% of a core, "
-                    f"the bench's producer and reader {bench_cpu / latency_s * 100:.0f}%)",
-                )
-            else:
-                figures.add("latency", "no outputs read")
+            # first at half the steady rate (a load it keeps up with), then the fixed rate
+            # (which may build a backlog, so it comes last)
+            kept_up = int(max(100, round(steady / 2, -2)))
+
+            def measure(rate: int) -> list[float]:
+                return latency(bootstrap, generator, rate, latency_s, partitions)
+
+            for rate, note in ((kept_up, "half the steady rate"), (args.rate, "")):
+                if args.profile and note:  # apart: a worker keeping up, small batches
+                    sampler = profiling(workers[0].pid, f"{args.profile}.latency")
+                latency_figures(figures, workers, broker_pid, measure, rate, latency_s, note)
+                if sampler is not None and note:
+                    print(stop_profiling(sampler, f"{args.profile}.latency"), flush=True)
         finally:
             if sampler is not None and sampler.poll() is None:
                 sampler.kill()

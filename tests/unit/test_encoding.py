@@ -61,6 +61,22 @@ def test_a_compact_state_written_uncompressed_by_an_earlier_version_is_read() ->
         assert decode_state(raw) == state
 
 
+def test_the_compact_state_is_the_array_a_msgpack_packer_writes() -> None:
+    """The array is assembled from parts, each history entry packed once but for its time:
+    the bytes are what packing the decoded array at once gives, and stay right when the
+    lead's clock moves on (the entries' times are packed anew, the rest reused)."""
+    states = [s for s in simulated_states(2000) if len(s.history) > 1]
+    assert states
+    for state in states:
+        for later in (0, 3_600_000, 86_400_000):
+            state.as_of += later
+            raw = encode_compact(state)
+            fields = msgpack.unpackb(raw[1:], raw=False, strict_map_key=False)
+            assert msgpack.packb(fields, use_bin_type=True) == raw[1:]
+            assert decode_state(raw) == state
+            assert fields[24][-1][0] == state.as_of - state.history[-1].as_of
+
+
 def test_compression_with_the_shipped_dictionary_halves_the_state() -> None:
     states = simulated_states(3000)
     compact = sum(len(encode_compact(s)) for s in states)

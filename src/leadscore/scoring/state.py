@@ -26,6 +26,8 @@ class Change:
     delta: float
     stage: str
     reasons: tuple[tuple[str, float], ...]
+    # not state: the change as the store packs it, but its time (see state/encoding.py)
+    packed: bytes | None = field(default=None, compare=False, repr=False)
 
 
 @dataclass(slots=True)

@@ -39,8 +39,27 @@ def _string(s: str) -> bytes:
     return _long(len(raw)) + raw
 
 
+_NAMES: dict[str, bytes] = {}
+_MAX_NAMES = 10_000
+
+
+def _name(s: str) -> bytes:
+    """A string from the model (a rule, stage, grade, tag, category or level name, the
+    model version): a few dozen, encoded once each."""
+    encoded = _NAMES.get(s)
+    if encoded is None:
+        if len(_NAMES) >= _MAX_NAMES:  # only a model edited very often gets here
+            _NAMES.clear()
+        encoded = _NAMES[s] = _string(s)
+    return encoded
+
+
 def _optional_string(s: str | None) -> bytes:
     return _NULL if s is None else b"\x02" + _string(s)
+
+
+def _optional_name(s: str | None) -> bytes:
+    return _NULL if s is None else b"\x02" + _name(s)
 
 
 def _optional_long(n: int | None) -> bytes:
@@ -52,7 +71,7 @@ def _reasons(reasons: tuple[Reason, ...]) -> bytes:
         return _END
     parts = [_long(len(reasons))]
     for reason in reasons:
-        parts.append(_string(reason.rule))
+        parts.append(_name(reason.rule))
         parts.append(_double(reason.points))
     parts.append(_END)
     return b"".join(parts)
@@ -64,10 +83,10 @@ def _categories(categories: tuple[CategoryChange, ...]) -> bytes:
     parts = [_long(len(categories))]
     for c in categories:
         parts += (
-            _string(c.name),
+            _name(c.name),
             _double(c.value),
             _double(c.delta),
-            _optional_string(c.level),
+            _optional_name(c.level),
             _reasons(c.reasons),
         )
     parts.append(_END)
@@ -84,7 +103,7 @@ def _head(output: ScoreChanged | StageTransitioned, emitted_at: int) -> list[byt
         _long(output.occurred_at),
         _long(output.as_of),
         _long(emitted_at),
-        _string(output.model_version),
+        _name(output.model_version),
         _string(output.cause_event_id),
     ]
 
@@ -98,12 +117,12 @@ def score_changed(output: ScoreChanged, emitted_at: int) -> bytes:
         _double(output.total),
         _double(output.previous_total),
         _double(output.delta),
-        _string(output.grade),
-        _string(output.stage),
+        _name(output.grade),
+        _name(output.stage),
         _reasons(output.reasons),
         _TRUE if output.contact_allowed else _FALSE,
         _optional_long(output.speed_to_lead_ms),
-        (_long(len(tags)) + b"".join(_string(t) for t in tags) + _END) if tags else _END,
+        (_long(len(tags)) + b"".join(_name(t) for t in tags) + _END) if tags else _END,
         _categories(output.categories),
     )
     return b"".join(parts)
@@ -112,9 +131,9 @@ def score_changed(output: ScoreChanged, emitted_at: int) -> bytes:
 def stage_transitioned(output: StageTransitioned, emitted_at: int) -> bytes:
     parts = _head(output, emitted_at)
     parts += (
-        _optional_string(output.from_stage),
-        _string(output.to_stage),
-        _string(output.reason),
+        _optional_name(output.from_stage),
+        _name(output.to_stage),
+        _name(output.reason),
         _double(output.fit),
         _double(output.engagement),
         _double(output.total),

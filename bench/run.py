@@ -278,6 +278,7 @@ def catch_up(
     kafka = {"bootstrap.servers": bootstrap}
     total = sum(ends.values())
     progress = [(time.monotonic(), 0)]
+    failing_since = None
     while progress[-1][1] < total:
         time.sleep(0.1)
         for worker in workers:
@@ -286,7 +287,11 @@ def catch_up(
         try:
             offsets = committed_offsets(kafka, GROUP, ends)
         except KafkaUnavailable:  # NOT_COORDINATOR while the group coordinator loads
+            failing_since = failing_since or time.monotonic()
+            if time.monotonic() - failing_since > 60:
+                raise
             continue
+        failing_since = None
         progress.append((time.monotonic(), sum(max(o, 0) for o in offsets.values())))
     return progress
 

@@ -18,7 +18,10 @@ def event_digest(event_id: str) -> bytes:
 class Change:
     """One published score change: when, why, and by how much, in hundredths of a point
     (what `inspect` explains; the outputs themselves carry every digit). Stored as whole
-    hundredths: a few bytes each instead of a double's eight, which do not compress."""
+    hundredths: a few bytes each instead of a double's eight, which do not compress.
+
+    Never modified once made, nor copied with changes (`dataclasses.replace` would carry
+    `packed` over): the store packs a change once and reuses the bytes."""
 
     as_of: int
     cause_event_id: str

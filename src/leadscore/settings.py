@@ -183,6 +183,7 @@ class MetricsSettings:
 class WorkerSettings:
     batch_size: int = 2000
     batch_linger_ms: int = 0
+    commit_interval_s: float = 1.0
     max_clock_skew_ms: int = 300_000
     event_memory: int = 100
     emit_anonymous: bool = False

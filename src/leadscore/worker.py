@@ -156,6 +156,7 @@ class Worker:
                 messages = self.retry("consume", self.poll)
                 if messages:
                     self.process(messages)
+                self.publisher.commit_due()
                 if time.monotonic() - last_sweep >= self.settings.worker.sweep_interval_s:
                     more = self.sweep()
                     last_sweep = 0.0 if more else time.monotonic()
@@ -201,8 +202,9 @@ class Worker:
             self.producer: RecordProducer = producer
             return ExactlyOnce(producer, self.consumer)
         self.producer = RecordProducer(kafka.producer_config())
+        w = self.settings.worker
         return AtLeastOnce(
-            self.producer, self.consumer, self._waiting, self.settings.worker.shutdown_timeout_s
+            self.producer, self.consumer, self._waiting, w.shutdown_timeout_s, w.commit_interval_s
         )
 
     def _leave_group(self) -> None:

@@ -151,6 +151,40 @@ def test_restart_from_committed_offsets_double_counts_nothing(env: Env) -> None:
     assert after.state.events == 8  # type: ignore[attr-defined]
 
 
+def test_offsets_wait_for_the_commit_interval_and_are_committed_on_stop(env: Env) -> None:
+    """Offsets of published batches are committed at most every commit interval (the
+    first batch's at once), and all of them when the worker stops: nothing is replayed by
+    the next worker."""
+    visits = env.topic("visits")
+
+    def produce(first: int, count: int) -> None:
+        env.produce(
+            [
+                (visits, b"L6", encoded("Visit", "L6", event_id=f"v{i}", occurred_at=t + i))
+                for i in range(first, first + count)
+            ]
+        )
+
+    def events() -> int:
+        profile = stored(env, "L6")
+        return profile.state.events if profile.state else 0  # type: ignore[attr-defined]
+
+    t = now_ms() - 10_000
+    produce(0, 3)
+    worker = env.start_worker(commit_interval_s=3600.0)
+    wait_until(lambda: env.committed()[visits] == 3, what="the first batch committed")
+    produce(3, 2)
+    wait_until(lambda: events() == 5, what="the second batch written")
+    assert env.committed()[visits] == 3  # published, not committed: the interval runs
+    worker.stop()
+    assert env.committed()[visits] == 5
+    second = env.start_worker()
+    produce(5, 1)
+    wait_until(lambda: events() == 6, what="the next event written")
+    second.stop()
+    assert second.worker.metrics.events_skipped.labels("watermark")._value.get() == 0
+
+
 def test_a_replay_from_the_beginning_changes_no_state(env: Env) -> None:
     env.produce(
         [(env.topic("calls"), b"L5", encoded("Call", "L5", event_id=f"c{i}")) for i in range(4)]

@@ -43,9 +43,16 @@ class Publisher(Protocol):
         """Before leaving the group: make sure the offsets of the batches done are
         committed."""
 
+    def commit_due(self) -> None:
+        """Commit the offsets of published batches if the commit interval has passed
+        (called between batches, also while idle)."""
+
 
 class AtLeastOnce:
-    """Produce, wait for every acknowledgement, commit (without waiting for the commit).
+    """Produce, wait for every acknowledgement, then commit (without waiting for the
+    commit) at most every `commit_interval_s`: the offsets of the batches published since
+    the last commit wait for the next batch or `commit_due()`. A crash replays what was
+    published but not committed; the state's watermarks skip it.
 
     While the acknowledgements are awaited the consumer serves group callbacks
     (`waiting`): if partitions of the batch are revoked then, `revoked()` waits for the
@@ -61,13 +68,17 @@ class AtLeastOnce:
         consumer: InputConsumer,
         waiting: Callable[[], None],
         revoke_timeout_s: float,
+        commit_interval_s: float = 0.0,
     ) -> None:
         self.producer = producer
         self.consumer = consumer
         self.waiting = waiting
         self.revoke_timeout_s = revoke_timeout_s
+        self.commit_interval_s = commit_interval_s
         self._in_flight: dict[Partition, int] = {}
         self._failure: DeliveryFailed | None = None
+        self._published: dict[Partition, int] = {}  # next offsets published, not committed
+        self._committed_at = float("-inf")
 
     def publish(self, records: list[Record], next_offsets: dict[Partition, int]) -> None:
         self._in_flight, self._failure = dict(next_offsets), None
@@ -78,12 +89,20 @@ class AtLeastOnce:
                 self.waiting()  # may revoke partitions of this batch: see revoked()
             if self._failure is not None:
                 raise self._failure
-            owned = self.consumer.assignment
-            # not waiting for the commit: a failed one is covered by the next; those of
-            # partitions that leave are made sure of in revoked(), the last in finish()
-            self._commit({p: o for p, o in self._in_flight.items() if p in owned}, wait=False)
+            self._published.update(self._in_flight)
         finally:
             self._in_flight = {}
+        self.commit_due()
+
+    def commit_due(self) -> None:
+        if not self._published or (time.monotonic() - self._committed_at < self.commit_interval_s):
+            return
+        owned = self.consumer.assignment
+        # not waiting for the commit: a failed one is covered by the next; those of
+        # partitions that leave are made sure of in revoked(), the last in finish()
+        self._commit({p: o for p, o in self._published.items() if p in owned}, wait=False)
+        self._published = {}
+        self._committed_at = time.monotonic()
 
     def publish_untied(self, records: list[Record]) -> None:
         for record in records:
@@ -94,7 +113,9 @@ class AtLeastOnce:
                 raise KafkaUnavailable(f"not acknowledged within {self.revoke_timeout_s:g} s")
 
     def revoked(self, partitions: list[Partition], done: dict[Partition, int]) -> set[Partition]:
-        leaving = {p: done[p] for p in partitions if p in done}
+        leaving = {p: done[p] for p in partitions if p in done}  # covers those published
+        for partition in partitions:
+            self._published.pop(partition, None)
         in_flight = {p: self._in_flight.pop(p) for p in partitions if p in self._in_flight}
         finished = bool(in_flight) and self._failure is None and self._acknowledged()
         if finished:
@@ -105,6 +126,7 @@ class AtLeastOnce:
         return set(in_flight)
 
     def finish(self, done: dict[Partition, int]) -> None:
+        self._published = {}  # `done` covers them
         self._commit(done)
 
     def _acknowledged(self) -> bool:
@@ -160,3 +182,6 @@ class ExactlyOnce:
 
     def finish(self, done: dict[Partition, int]) -> None:
         pass
+
+    def commit_due(self) -> None:
+        pass  # offsets are committed with each batch's transaction

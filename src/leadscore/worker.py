@@ -8,7 +8,8 @@
              offset watermarks, the time of its next time-driven change in its
              partition's schedule, and the outputs its events caused, kept (per input
              partition and offset) until they are published
-    publish  outputs and dead letters, then commit the input offsets
+    publish  outputs and dead letters, then commit the input offsets (at-least-once: at
+             most every commit interval)
     sweep    about every second: the profiles of owned partitions whose time-driven change
              came due (inactivity, decay) are re-evaluated, persisted, published
 
@@ -24,8 +25,10 @@ Why this order gives exactly-once state and at-least-once (or exactly-once) outp
   a crash after the state write but before the outputs were acknowledged loses nothing.
   Once a batch is published, the next batch's write drops what it kept.
 - Input offsets are committed only with or after the batch's outputs and dead letters:
-  at-least-once commits them once every record is acknowledged (a crash before re-sends
-  the same ids; consumers deduplicate), exactly-once commits records and offsets in one
+  at-least-once commits them after every record is acknowledged, at most every commit
+  interval (a crash before the commit replays those batches: the watermarks skip their
+  events, outputs not yet acknowledged are re-sent with the same ids, dead letters are
+  sent again; consumers deduplicate), exactly-once commits records and offsets in one
   Kafka transaction (`read_committed` consumers see each output once).
 - Outages (Redis or Kafka unreachable) hold the batch where it is and retry with back-off,
   keeping the consumer in its group; nothing is skipped. Partitions revoked meanwhile are

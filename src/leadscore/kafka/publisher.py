@@ -81,7 +81,12 @@ class AtLeastOnce:
         self._committed_at = float("-inf")
 
     def publish(self, records: list[Record], next_offsets: dict[Partition, int]) -> None:
-        self._in_flight, self._failure = dict(next_offsets), None
+        # not the offsets of partitions revoked while an outage held the batch (their
+        # records are not published either: the new owner replays them), read before any
+        # consumer call, as the caller chose the records
+        owned = self.consumer.assignment
+        self._in_flight = {p: o for p, o in next_offsets.items() if p in owned}
+        self._failure = None
         try:
             for record in records:
                 self.producer.send(*record)
@@ -98,11 +103,11 @@ class AtLeastOnce:
         if not self._published or (time.monotonic() - self._committed_at < self.commit_interval_s):
             return
         owned = self.consumer.assignment
-        # not waiting for the commit: a failed one is covered by the next; those of
+        # not waiting for the commit: one that fails later is covered by the next; those of
         # partitions that leave are made sure of in revoked(), the last in finish()
-        self._commit({p: o for p, o in self._published.items() if p in owned}, wait=False)
-        self._published = {}
-        self._committed_at = time.monotonic()
+        if self._commit({p: o for p, o in self._published.items() if p in owned}, wait=False):
+            self._published = {}
+            self._committed_at = time.monotonic()
 
     def publish_untied(self, records: list[Record]) -> None:
         for record in records:

@@ -577,19 +577,20 @@ def main() -> None:
                 "outputs/s", f"{outputs / (finished - started):,.0f}", f"({outputs:,.0f} outputs)"
             )
 
-            # first at half the steady rate (a load it keeps up with), then the fixed rate
-            # (which may build a backlog, so it comes last)
-            kept_up = int(max(100, round(steady / 2, -2)))
-
             def measure(rate: int) -> list[float]:
                 return latency(bootstrap, generator, rate, latency_s, partitions)
 
-            for rate, note in ((kept_up, "half the steady rate"), (args.rate, "")):
-                if args.profile and note:  # apart: a worker keeping up, small batches
-                    sampler = profiling(workers[0].pid, f"{args.profile}.latency")
-                latency_figures(figures, workers, broker_pid, measure, rate, latency_s, note)
-                if sampler is not None and note:
-                    print(stop_profiling(sampler, f"{args.profile}.latency"), flush=True)
+            # first at half the steady rate (a load it keeps up with), sampled apart with
+            # --profile (small batches); then the fixed rate, which may build a backlog
+            kept_up = int(max(100, round(steady / 2, -2)))
+            if args.profile:
+                sampler = profiling(workers[0].pid, f"{args.profile}.latency")
+            latency_figures(
+                figures, workers, broker_pid, measure, kept_up, latency_s, "half the steady rate"
+            )
+            if args.profile and sampler is not None:
+                print(stop_profiling(sampler, f"{args.profile}.latency"), flush=True)
+            latency_figures(figures, workers, broker_pid, measure, args.rate, latency_s, "")
         finally:
             if sampler is not None and sampler.poll() is None:
                 sampler.kill()

@@ -115,15 +115,22 @@ def encode_compact(state: LeadState) -> bytes:
         ]
     )
     return b"".join(
-        (COMPACT, _STATE_HEADER, head[_HEAD_HEADER:], _history(t, state.history), tail[1:])
+        (
+            COMPACT,
+            _STATE_HEADER,
+            head[len(_HEAD_HEADER) :],
+            _history(t, state.history),
+            tail[len(_TAIL_HEADER) :],
+        )
     )
 
 
-_HEAD_FIELDS = 24  # the fields before the history: a msgpack array16 header (3 bytes)
-_TAIL_FIELDS = 5  # the fields after it: a fixarray header (1 byte)
-_HEAD_HEADER = 3
-_STATE_HEADER = msgpack.Packer(autoreset=True).pack_array_header(_HEAD_FIELDS + 1 + _TAIL_FIELDS)
 _array_header = msgpack.Packer(autoreset=True).pack_array_header
+_HEAD_FIELDS = 24  # the fields before the history
+_TAIL_FIELDS = 5  # the fields after it
+_HEAD_HEADER = _array_header(_HEAD_FIELDS)  # what packing each part alone put before it
+_TAIL_HEADER = _array_header(_TAIL_FIELDS)
+_STATE_HEADER = _array_header(_HEAD_FIELDS + 1 + _TAIL_FIELDS)
 _ENTRY_HEADER = _array_header(6)
 
 

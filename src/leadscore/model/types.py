@@ -106,6 +106,20 @@ class Stage:
                 return False
         return True
 
+    def why(self, facts: LeadFacts) -> tuple[tuple[str, ...], str]:
+        """Why a lead with these facts is in this stage (the stage `Model.stage` chose):
+        its conditions that hold, each with the lead's value and the bound (`total 41.5
+        >= 40`), and one sentence: those joined with "and", or what put the lead here
+        instead: the first stage has no conditions, a `keep` stage holds a lead that
+        reached it. Not for the hot path: made only when a transition is published."""
+        held = tuple(c.describe(facts) for c in self.conditions if c.test(facts))
+        if not self.conditions:
+            return held, "no conditions (the first stage): no later stage's conditions hold"
+        if len(held) == len(self.conditions):
+            return held, " and ".join(held)
+        still = f"; still {' and '.join(held)}" if held else ""
+        return held, f"kept (keep: reached before): no later stage's conditions hold{still}"
+
 
 @dataclass(frozen=True, slots=True)
 class Category:

@@ -104,6 +104,10 @@ class StageTransitioned:
     total: float
     time_in_previous_stage_ms: int | None
     inactive_for_ms: int | None = None
+    # why the lead is in `to_stage` at `as_of` (see `Stage.why`): the stage's conditions
+    # that held, each with the lead's value and the bound, and one sentence
+    conditions: tuple[str, ...] = ()
+    explanation: str | None = None
 
     kind: OutputKind = "stage_transitioned"
 

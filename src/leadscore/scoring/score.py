@@ -308,6 +308,7 @@ def _outputs(profile: ProfileKey, state: LeadState, cause: Cause, model: Model) 
 
     if stage.name != state.stage:
         previous = state.stage
+        conditions, explanation = stage.why(facts)
         outputs.append(
             StageTransitioned(
                 event_id=output_id(profile, cause.event_id, "stage_transitioned", len(outputs)),
@@ -326,6 +327,8 @@ def _outputs(profile: ProfileKey, state: LeadState, cause: Cause, model: Model) 
                     state.as_of - state.stage_since if state.stage_since is not None else None
                 ),
                 inactive_for_ms=state.as_of - state.last_activity if cause.trigger else None,
+                conditions=conditions,
+                explanation=explanation,
             )
         )
         state.stage = stage.name

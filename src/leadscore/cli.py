@@ -293,6 +293,21 @@ def main() -> None:
     "stands still (ISO 8601 or epoch milliseconds). Default: when the worker starts.",
 )
 @option(
+    "--startup-timeout",
+    default="30s",
+    show_default=True,
+    help="At start-up the worker checks that a broker answers, that every input topic "
+    "exists and that Redis answers a PING with the configured credentials, for up to this "
+    "long; then it exits (status 1) with one line per problem, naming the setting to check.",
+)
+@option(
+    "--wait-for-services",
+    is_flag=True,
+    default=False,
+    help="Instead of exiting when the start-up checks fail, keep checking and log one line "
+    "per problem every --startup-timeout (/readyz answers 503 meanwhile).",
+)
+@option(
     "--log-level",
     type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"]),
     default="INFO",
@@ -349,6 +364,8 @@ def _worker_settings(o: dict[str, Any]) -> tuple[Settings, Any]:
                 state_cache=o["state_cache"],
                 clock_speed=o["clock_speed"],
                 clock_start_ms=parse_time_ms(o["clock_start"]) if o["clock_start"] else None,
+                startup_timeout_s=parse_duration_ms(o["startup_timeout"]) / 1000,
+                wait_for_services=o["wait_for_services"],
             ),
         )
         model = load_model(settings.model.path)

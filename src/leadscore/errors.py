@@ -41,6 +41,10 @@ class KafkaFatal(LeadscoreError):
     """The Kafka client is in a state it cannot recover from (fenced, misconfigured)."""
 
 
+class KafkaRefused(KafkaFatal):
+    """The broker refused the credentials or the client's access (authentication, TLS)."""
+
+
 class PartitionsLost(LeadscoreError):
     """The batch's partitions now belong to another worker, which will replay them."""
 
@@ -51,3 +55,18 @@ class DeliveryFailed(LeadscoreError):
 
 class StateUnavailable(LeadscoreError):
     """Redis cannot be reached; the worker pauses and retries."""
+
+
+class StateRefused(LeadscoreError):
+    """Redis refused the credentials or a command; retrying will not help."""
+
+
+class StartupFailed(LeadscoreError):
+    """A service the worker needs was not usable within the start-up timeout.
+
+    `problems` holds one line per problem, each naming the setting to check."""
+
+    def __init__(self, problems: list[str], waited_s: float) -> None:
+        lines = "\n".join(f"  {p}" for p in problems)
+        super().__init__(f"cannot start (checked for {waited_s:.0f} s):\n{lines}")
+        self.problems = problems

@@ -193,6 +193,8 @@ class WorkerSettings:
     state_cache: int = 100_000
     clock_speed: float = 1.0
     clock_start_ms: int | None = None
+    startup_timeout_s: float = 30.0
+    wait_for_services: bool = False
 
 
 @dataclass(frozen=True, slots=True)

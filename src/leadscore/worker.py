@@ -78,6 +78,7 @@ from leadscore.model import Model
 from leadscore.profiles import Positioned, ProfileUpdates, Publication
 from leadscore.scoring.events import ProfileKey
 from leadscore.settings import Settings
+from leadscore.startup import wait_for_services
 from leadscore.state.cache import StateCache
 from leadscore.state.store import Due, Kept, StateStore, Stored
 
@@ -173,7 +174,9 @@ class Worker:
 
     @contextlib.contextmanager
     def connected(self) -> Iterator[None]:
-        """Metrics server, Redis, producer and consumer, closed (group left) on exit."""
+        """Metrics server, Redis, producer and consumer, closed (group left) on exit; the
+        clients start once the start-up checks found the broker, the topics and Redis
+        (`/readyz` says not ready until then)."""
         s = self.settings
         with contextlib.ExitStack() as stack:
             if s.metrics.port:
@@ -189,7 +192,10 @@ class Worker:
             self.store = StateStore(
                 client, namespace=s.redis.namespace, ttl_ms=s.redis.state_ttl_ms
             )
-            self.redis_ok = self.store.ping()
+            if not wait_for_services(s, self.store, self.stop):
+                yield  # stopped while waiting: no client was started, the loop does not run
+                return
+            self.redis_ok = True
             self.consumer = InputConsumer(
                 s.kafka.consumer_config(), list(self.decoders), on_revoke=self._revoked
             )

@@ -1,14 +1,59 @@
-"""Topic creation for the demo, the simulator and tests."""
+"""The cluster's topics: the start-up check, and topic creation for the demo, the simulator
+and tests."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 from typing import Any
 
-from confluent_kafka import KafkaException
+from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 
-from leadscore.errors import KafkaUnavailable
+from leadscore.errors import KafkaRefused, KafkaUnavailable
+from leadscore.kafka.client_log import client_config, client_error
+
+# errors that the same request with the same settings meets again
+_REFUSED = {
+    KafkaError._AUTHENTICATION,
+    KafkaError._SSL,
+    KafkaError.SASL_AUTHENTICATION_FAILED,
+    KafkaError.CLUSTER_AUTHORIZATION_FAILED,
+    KafkaError.TOPIC_AUTHORIZATION_FAILED,
+}
+
+
+class Cluster:
+    """Asks the cluster for its topics, with the worker's settings and credentials."""
+
+    def __init__(self, config: dict[str, Any]) -> None:
+        self._errors: list[KafkaError] = []
+        settings: dict[str, Any] = {**client_config(), **config, "error_cb": self._on_error}
+        self._admin = AdminClient(settings)
+
+    def topics(self, timeout_s: float) -> set[str]:
+        """The names of the cluster's topics.
+
+        Raises `KafkaUnavailable` when no broker answered within `timeout_s`, and
+        `KafkaRefused` when one refused the credentials; either says what the client
+        last reported (a refused connection, a failed TLS handshake, ...)."""
+        try:
+            metadata = self._admin.list_topics(timeout=timeout_s)
+        except KafkaException as exc:
+            self._admin.poll(0)  # serve the error callback: it says more than the request
+            # the most telling: "Connection refused" rather than "1/1 brokers are down"
+            told = [e for e in self._errors if e.code() != KafkaError._ALL_BROKERS_DOWN]
+            error = (told or self._errors or [exc.args[0]])[-1]
+            self._errors.clear()
+            if error.code() in _REFUSED:
+                raise KafkaRefused(error.str()) from exc
+            raise KafkaUnavailable(error.str()) from exc
+        self._admin.poll(0)
+        self._errors.clear()
+        return set(metadata.topics)
+
+    def _on_error(self, error: KafkaError) -> None:
+        self._errors.append(error)
+        client_error("admin", error)
 
 
 def ensure_topics(

@@ -9,6 +9,7 @@ from typing import Any, NamedTuple
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, TopicPartition
 
 from leadscore.errors import KafkaFatal, KafkaUnavailable
+from leadscore.kafka.client_log import client_config, client_error
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +47,7 @@ class InputConsumer:
                 "enable.auto.commit": False,
                 "enable.auto.offset.store": False,
                 "auto.offset.reset": "earliest",
-                "log.connection.close": False,
+                **client_config(),
                 **config,
                 "error_cb": self._on_error,
                 "on_commit": _on_commit,
@@ -207,7 +208,7 @@ class InputConsumer:
             self._fatal = f"consumer fatal error: {error.str()}"
         if error.code() == KafkaError._ALL_BROKERS_DOWN:
             self.connected = False
-        log.warning("kafka consumer: %s", error.str())
+        client_error("consumer", error)
 
 
 def _on_commit(error: KafkaError | None, partitions: list[TopicPartition]) -> None:
@@ -242,6 +243,7 @@ class TopicReader:
             {
                 "group.id": "leadscore-reader",
                 "enable.auto.commit": False,
+                **client_config(),
                 **config,
             }
         )

@@ -8,6 +8,7 @@ from typing import Any, NamedTuple, cast
 from confluent_kafka import KafkaError, KafkaException, Producer, TopicPartition
 
 from leadscore.errors import DeliveryFailed, KafkaFatal, PartitionsLost
+from leadscore.kafka.client_log import client_config, client_error
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +38,7 @@ class RecordProducer:
         self._producer = Producer(
             {
                 "enable.idempotence": True,
-                "log.connection.close": False,  # brokers close idle connections: not news
+                **client_config(),
                 **config,
                 "error_cb": self._errors.on_error,
             }
@@ -98,7 +99,7 @@ class _ClientErrors:
     def on_error(self, error: KafkaError) -> None:
         if error.fatal():
             self.fatal = f"producer fatal error: {error.str()}"
-        log.warning("kafka producer: %s", error.str())
+        client_error("producer", error)
 
 
 class TransactionalProducer(RecordProducer):

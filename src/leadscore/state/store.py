@@ -15,7 +15,7 @@ from typing import Any, NamedTuple
 
 import redis
 
-from leadscore.errors import StateUnavailable
+from leadscore.errors import StateRefused, StateUnavailable
 from leadscore.scoring.events import ProfileKey
 from leadscore.scoring.state import LeadState
 from leadscore.state import keys
@@ -125,6 +125,19 @@ class StateStore:
         self._kept_ttl_ms = 7 * 86_400_000
         # redis-py loads a script once and reloads it on NOSCRIPT, also in pipelines
         self._save = client.register_script(_script("save.lua"))
+
+    def check(self) -> None:
+        """Return once Redis answers a PING with the configured credentials; raise
+        `StateRefused` if it refuses them (or the database), `StateUnavailable` if it
+        cannot be reached."""
+        try:
+            self._client.ping()
+        except (redis.AuthenticationError, redis.exceptions.AuthorizationError) as exc:
+            raise StateRefused(f"refused the credentials: {exc}") from exc
+        except _UNAVAILABLE as exc:
+            raise StateUnavailable(str(exc)) from exc
+        except redis.ResponseError as exc:  # a database that does not exist, a NOPERM user
+            raise StateRefused(str(exc)) from exc
 
     def ping(self) -> bool:
         try:

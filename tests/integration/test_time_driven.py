@@ -119,6 +119,7 @@ def test_a_quiet_lead_regresses_at_the_due_time_without_any_event(env: Env) -> N
     assert transition["reason"] == "decay"
     assert transition["as_of"] == transition["occurred_at"] == due.at
     assert transition["cause_event_id"] == f"time:{due.at}"
+    assert transition["explanation"] == "requests 2 >= 1 and fit 25 >= 15"
     assert change["stage"] == "lead"
     assert change["engagement"] < 40
     assert [r["rule"] for r in change["reasons"]] == ["decay"]
@@ -129,6 +130,7 @@ def test_a_quiet_lead_regresses_at_the_due_time_without_any_event(env: Env) -> N
     quiet = time_driven(env, "Q1")[2]
     assert (quiet["to_stage"], quiet["reason"]) == ("long_term_lead", "inactivity")
     assert quiet["inactive_for_ms"] == 30 * DAY
+    assert quiet["conditions"][-1] == "inactive for 30d >= 30d"
     final = store(env).read(lead)
     assert final.state is not None
     assert final.state.stage == "long_term_lead"

@@ -60,6 +60,12 @@ def test_events_in_outputs_out(env: Env) -> None:
     assert first_transition["from_stage"] is None
     assert first_transition["to_stage"] == "visitor"
     assert first_transition["reason"] == "first_event"
+    assert first_transition["conditions"] == []  # visitor, the first stage, has none
+    assert str(first_transition["explanation"]).startswith("no conditions")
+    to_contact = [v for k, v in outputs if k == "stage_transitioned"][-1]
+    # why: the contact stage's condition with the lead's total (see last_score below)
+    assert to_contact["conditions"] == ["total 21 >= 15"]
+    assert to_contact["explanation"] == "total 21 >= 15"
     last_score = [v for k, v in outputs if k == "score_changed"][-1]
     # visit 1 point (decayed over one second) + form 15 + fit 5 for the company field
     assert last_score["total"] == pytest.approx(21.0, abs=1e-3)

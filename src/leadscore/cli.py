@@ -524,8 +524,9 @@ def inspect(
     lead_id: str, redis_url: str, state_namespace: str, model: Path | None, anonymous: bool
 ) -> None:
     """Explain a lead's score: fit rules and rule contributions (with decay) that add up
-    to the total, grade, stage and time in it, tags, speed-to-lead, consent, attributes,
-    and the recent changes with their reasons."""
+    to the total, grade, stage and time in it, why the lead is in that stage (its
+    conditions with the lead's values), tags, speed-to-lead, consent, attributes, and the
+    recent changes with their reasons."""
     import redis
 
     from leadscore.scoring.events import ProfileKey

@@ -242,6 +242,7 @@ def test_inspect_explains_a_scored_lead(env: Env) -> None:
     assert "total 20.0 = fit 5.0 + engagement 15.0" in result.output
     assert "+15.0  now    +15.0  decay    +0.0  form" in result.output
     assert "(cause f9)" in result.output
+    assert "in stage contact because: total 20 >= 15" in result.output
     missing = CliRunner().invoke(
         main,
         [

@@ -42,6 +42,7 @@ def test_the_explanation_adds_up_and_shows_decay() -> None:
     total = fit + worth
     assert f"total {total:.1f} = fit {fit:.1f} + engagement {worth:.1f}" in text
     assert "stage customer" in text
+    assert "in stage customer because: has tag customer" in text
     assert "+30.0  now    +15.0  decay   -15.0  demo_request" in text
     assert "sale_call  (no decay)" in text
     assert "company_known" in text
@@ -90,3 +91,8 @@ def test_every_category_and_the_next_change_are_explained() -> None:
     assert "category product_b: 0.0 (no points yet)" in text
     assert "next change without new events:" in text
     assert "(decay): stage contact" in text  # engagement falls below 20: active no more
+    assert "(decay): stage contact because: requests 1 >= 1\n" in text
+    assert (
+        "in stage active_lead because: requests 1 >= 1 and engagement 26.3 >= 20 and "
+        "last active 0s ago <= 30d\n"
+    ) in text

@@ -109,13 +109,8 @@ def test_a_score_shows_more_digits_only_when_one_would_hide_the_side_of_the_boun
 
 
 def test_durations_read_in_the_units_of_model_files() -> None:
-    assert [span_text(ms) for ms in (30 * DAY, 5 * HOUR // 2, 45 * 60_000, 30_000, 500)] == [
-        "30d",
-        "2.5h",
-        "45m",
-        "30s",
-        "500ms",
-    ]
+    spans = (30 * DAY, 5 * HOUR // 2, 45 * 60_000, 30_000, 500, 0)
+    assert [span_text(ms) for ms in spans] == ["30d", "2.5h", "45m", "30s", "500ms", "0s"]
 
 
 def test_why_a_stage_holds_says_its_conditions_or_why_it_needs_none() -> None:
@@ -181,7 +176,7 @@ def test_every_transition_carries_the_conditions_of_its_new_stage() -> None:
         "requests 2 >= 1",
         "fit 25 >= 15",
         f"engagement {engagement} >= 40",
-        "last active 0ms ago <= 30d",
+        "last active 0s ago <= 30d",
     )
     assert active[1].explanation == " and ".join(active[1].conditions)
 

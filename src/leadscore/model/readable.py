@@ -22,6 +22,8 @@ def figure(value: float, bound: float) -> str:
 
 def span_text(ms: int) -> str:
     """A duration in the units of model files (`30d`, `2.5h`, `45m`, `30s`, `500ms`)."""
+    if ms == 0:
+        return "0s"
     for unit, size in (("d", 86_400_000), ("h", 3_600_000), ("m", 60_000), ("s", 1000)):
         if abs(ms) >= size:
             return _trim(f"{ms / size:.1f}") + unit

@@ -22,6 +22,7 @@ def explain(profile: ProfileKey, state: LeadState, model: Model) -> list[str]:
         f"total {total:.1f} = fit {fit.points:.1f} + engagement {engagement:.1f} · "
         f"grade {model.grade(fit.points, engagement)} · stage {stage.name} "
         f"for {_duration(in_stage)}",
+        f"in stage {stage.name} because: {stage.why(facts)[1]}",
         f"fit {fit.points:.1f}:",
     ]
     lines += [f"  {points:+8.1f}  {name}" for name, points in fit.by_rule] or ["  (no rule)"]
@@ -59,9 +60,10 @@ def explain(profile: ProfileKey, state: LeadState, model: Model) -> list[str]:
     due = next_change(state, model)
     if due is not None:
         later, _ = lead_facts(state, model, due.at)
+        next_stage = model.stage(later, state.kept)
         lines.append(
             f"next change without new events: {_when(due.at)} ({due.cause}): stage "
-            f"{model.stage(later, state.kept).name}"
+            f"{next_stage.name} because: {next_stage.why(later)[1]}"
         )
     consent = (
         "unknown"

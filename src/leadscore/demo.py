@@ -6,6 +6,7 @@ reads what it publishes (the output and dead-letter topics) and its /metrics end
 
 from __future__ import annotations
 
+import bisect
 import contextlib
 import os
 import subprocess
@@ -47,6 +48,7 @@ INPUT_TOPICS = {
 DEMO_KAFKA_OPTIONS = "session.timeout.ms=6000 heartbeat.interval.ms=1000 fetch.wait.max.ms=10"
 DAY_S = 86_400
 TIME_DRIVEN = ("decay", "inactivity")
+RATE_WINDOW_S = 2.0  # events/s is measured over the scrapes of this many seconds
 
 
 @dataclass
@@ -63,21 +65,69 @@ class LeadRow:
     categories: str = ""
 
 
+@dataclass(frozen=True)
+class TransitionRow:
+    """A stage transition as the demo's table shows it."""
+
+    as_of: int  # the transition's event time
+    lead: str
+    from_stage: str
+    to_stage: str
+    reason: str  # the record's reason code, then why the lead is in the new stage
+    time_driven: bool
+
+
+class RecentTransitions:
+    """The latest transitions by event time (`as_of`), newest first, at most `size`.
+
+    Not the latest to arrive: a sweep publishes a time-driven change when it comes due,
+    often after events of other leads with a later event time were published. Such a row
+    takes its place in time order, or is dropped if it is older than all `size` kept."""
+
+    def __init__(self, size: int = 12) -> None:
+        self.size = size
+        self._rows: list[tuple[int, int, TransitionRow]] = []  # (-as_of, -arrival, row)
+        self._arrivals = 0
+
+    def add(self, row: TransitionRow) -> None:
+        self._arrivals += 1
+        bisect.insort(self._rows, (-row.as_of, -self._arrivals, row))
+        del self._rows[self.size :]
+
+    def __iter__(self) -> Iterator[TransitionRow]:
+        return (row for _, _, row in self._rows)
+
+    def __len__(self) -> int:
+        return len(self._rows)
+
+
 @dataclass
 class DemoView:
-    """What the demo shows, folded from the output and dead-letter topics."""
+    """What the demo shows, folded from the output and dead-letter topics, and from
+    scrapes of the worker's count of events consumed (None until the first scrape)."""
 
     leads: dict[str, LeadRow] = field(default_factory=dict)
-    transitions: deque[tuple[int, str, str, str, str]] = field(
-        default_factory=lambda: deque(maxlen=12)
-    )
+    transitions: RecentTransitions = field(default_factory=RecentTransitions)
     outputs: Counter[str] = field(default_factory=Counter)
     dead_letters: Counter[str] = field(default_factory=Counter)
     seen: set[str] = field(default_factory=set)
-    events_per_s: float = 0.0
-    events_total: float = 0.0
+    events_per_s: float | None = None
+    events_total: float | None = None
     sent: SimulationStats | None = None
     time_driven: int = 0  # outputs of time-driven changes
+    scrapes: deque[tuple[float, float]] = field(default_factory=deque)  # (monotonic, total)
+
+    def scraped(self, at: float, total: float) -> None:
+        """The worker's events-consumed counter read at monotonic time `at`; events/s
+        is its rise over the last `RATE_WINDOW_S` (once the scrapes span half a second:
+        the first scrape after the worker caught up on a backlog is no rate)."""
+        self.events_total = total
+        self.scrapes.append((at, total))
+        while len(self.scrapes) > 2 and at - self.scrapes[1][0] >= RATE_WINDOW_S:
+            self.scrapes.popleft()
+        since, before = self.scrapes[0]
+        if at - since >= 0.5:
+            self.events_per_s = (total - before) / (at - since)
 
     def add(self, message: Message) -> None:
         headers = dict(message.headers)
@@ -110,10 +160,20 @@ class DemoView:
         else:
             row.stage = record["to_stage"]
             reason = record["reason"]
-            if reason in TIME_DRIVEN and record.get("inactive_for_ms") is not None:
+            time_driven = reason in TIME_DRIVEN
+            if time_driven and record.get("inactive_for_ms") is not None:
                 reason += f", {_duration(record['inactive_for_ms'])} after the last event"
-            self.transitions.appendleft(
-                (record["as_of"], lead, record["from_stage"] or "-", record["to_stage"], reason)
+            if record.get("explanation"):
+                reason += f": {record['explanation']}"
+            self.transitions.add(
+                TransitionRow(
+                    record["as_of"],
+                    lead,
+                    record["from_stage"] or "-",
+                    record["to_stage"],
+                    reason,
+                    time_driven,
+                )
             )
 
     def render(self, header: str) -> Group:
@@ -149,10 +209,10 @@ class DemoView:
         moves = Table(title="Recent stage transitions", expand=True)
         for column in ("event time", "lead", "from", "to", "reason"):
             moves.add_column(column)
-        for as_of, lead, old, new, reason in self.transitions:
-            style = "yellow" if reason.startswith(TIME_DRIVEN) else None
-            when = time.strftime("%b %d %H:%M", time.gmtime(as_of / 1000))
-            moves.add_row(when, lead, old, new, reason, style=style)
+        for t in self.transitions:
+            when = time.strftime("%b %d %H:%M", time.gmtime(t.as_of / 1000))
+            style = "yellow" if t.time_driven else None
+            moves.add_row(when, t.lead, t.from_stage, t.to_stage, t.reason, style=style)
         return Group(Panel(header + "\n" + self.summary()), leads, moves)
 
     def summary(self) -> str:
@@ -160,9 +220,15 @@ class DemoView:
         dead = ", ".join(f"{r} {n}" for r, n in self.dead_letters.most_common()) or "none"
         stages = Counter(r.stage for r in self.leads.values())
         by_stage = ", ".join(f"{s} {n}" for s, n in stages.most_common())
+        if self.events_total is None:
+            scored = "starting (no scrape of its /metrics yet)"
+        else:
+            scored = f"{self.events_total:,.0f}" + (
+                f" ({self.events_per_s:,.0f}/s)" if self.events_per_s is not None else ""
+            )
         return (
-            f"events sent {sent:,}  |  scored by the worker {self.events_total:,.0f} "
-            f"({self.events_per_s:,.0f}/s)  |  leads {len(self.leads):,}  |  "
+            f"events sent {sent:,}  |  scored by the worker {scored}  |  "
+            f"leads {len(self.leads):,}  |  "
             f"score changes {self.outputs['score_changed']:,}  |  "
             f"stage transitions {self.outputs['stage_transitioned']:,}  |  "
             f"time-driven changes {self.time_driven:,}\n"
@@ -224,6 +290,7 @@ def run_demo(
         )
         stop.set()
         sim.join(10)
+        _catch_up(view, reader, port)
         code = _stop_worker(worker)
         for message in reader.read(10_000, 1.0):
             view.add(message)
@@ -253,27 +320,34 @@ def _watch(
     duration_s: float | None,
     clock: Clock,
 ) -> bool:
-    """Refresh the view until the duration passes or Ctrl-C; True if interrupted."""
-    last_scrape, last_total = time.monotonic(), 0.0
+    """Refresh the view until the duration passes or Ctrl-C; True if interrupted.
+
+    The worker counts an event as consumed before it publishes the outputs the event
+    causes: a scrape made after reading outputs counts every event behind them. So the
+    view scrapes after every read that brought records, before showing them (a scrape once
+    a second showed the outputs of a backlog beside a count of 0 until the next one)."""
+    last_scrape = 0.0
     live = (
         Live(console=console, refresh_per_second=4, transient=True)
         if console.is_terminal
         else contextlib.nullcontext()
     )
+    if not console.is_terminal:  # no live view: say what runs where before the progress
+        console.print(header)
     last_line = 0.0
     try:
         with live:
             while duration_s is None or time.monotonic() - started < duration_s:
                 if worker.poll() is not None:
                     raise LeadscoreError(f"the worker exited with {worker.returncode}")
-                for message in reader.read(2000, 0.25):
+                messages = reader.read(2000, 0.25)
+                for message in messages:
                     view.add(message)
                 now = time.monotonic()
-                if now - last_scrape >= 1.0:
+                if messages or now - last_scrape >= 1.0:
                     total = _events_consumed(port)
                     if total is not None:
-                        view.events_per_s = (total - last_total) / (now - last_scrape)
-                        view.events_total, last_total = total, total
+                        view.scraped(now, total)
                     last_scrape = now
                 elapsed = (
                     f"simulated time now {_simulated(clock)}; "
@@ -291,6 +365,25 @@ def _watch(
     except KeyboardInterrupt:
         return True
     return False
+
+
+def _catch_up(view: DemoView, reader: TopicReader, port: int, patience_s: float = 5.0) -> None:
+    """Once the simulator stopped: read outputs and scrape until the worker's count of
+    events consumed stops rising (it has consumed all that was sent), so that the final
+    figures agree. Time-driven outputs may still come; no event is behind those."""
+    deadline = time.monotonic() + patience_s
+    before = view.events_total
+    while time.monotonic() < deadline:
+        for message in reader.read(10_000, 0.5):
+            view.add(message)
+        total = _events_consumed(port)
+        if total is None:
+            break
+        view.scraped(time.monotonic(), total)
+        if total == before:
+            break
+        before = total
+    view.events_per_s = None  # finished: no rate now
 
 
 def _simulate(

@@ -27,9 +27,23 @@ def test_the_demo_runs_for_its_duration_and_exits_0() -> None:
     )
     assert result.returncode == 0, result.stdout + result.stderr
     out = result.stdout
+    # without a terminal: what runs where comes first, then a progress line every 5 s
+    lines = [line for line in out.splitlines() if line.strip()]
+    assert lines[0].startswith("leadscore demo: broker ")
+    assert "clock: ACCELERATED" in out.split("[   0 s]")[0]
+    # the worker's count of events scored is shown only once scraped, and never beside
+    # outputs it does not cover
+    for line in [line for line in lines if line.startswith("[")]:
+        scored = line.split("scored by the worker ")[1].split()[0]
+        changes = int(line.split("score changes ")[1].split()[0].replace(",", ""))
+        if changes:
+            assert scored != "starting", line
+            assert int(scored.replace(",", "")) > 0, line
     assert "Top leads by score" in out
     assert "Recent stage transitions" in out
     assert "first_event" in out
+    # a transition says why the lead is in its new stage: the conditions with its values
+    assert re.search(r"(progressed|regressed): [a-z ]+ [\d.]+ >= \d", out), out
     assert "worker metrics: http://127.0.0.1:" in out
     assert "lead-" in out
     # the summary counts events scored by the worker: more than none

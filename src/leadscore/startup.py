@@ -52,8 +52,11 @@ def wait_for_services(settings: Settings, store: StateStore, stop: threading.Eve
     cluster = Cluster(settings.kafka.admin_config())
     started = last_report = time.monotonic()
     for attempt in range(1_000_000_000):
-        problems = check(settings, cluster, store)
+        left = timeout_s - (time.monotonic() - started)
+        problems = check(settings, cluster, store, min(ATTEMPT_TIMEOUT_S, max(left, 0.5)))
         waited = time.monotonic() - started
+        if stop.is_set():
+            return False
         if not problems:
             if attempt:
                 log.info("the broker and Redis answer (after %.0f s)", waited)
@@ -69,13 +72,15 @@ def wait_for_services(settings: Settings, store: StateStore, stop: threading.Eve
     raise AssertionError("unreachable")
 
 
-def check(settings: Settings, cluster: Cluster, store: StateStore) -> list[Problem]:
-    """Every problem found now, one per setting."""
+def check(
+    settings: Settings, cluster: Cluster, store: StateStore, timeout_s: float = ATTEMPT_TIMEOUT_S
+) -> list[Problem]:
+    """Every problem found now, one per setting (the broker's answer awaited `timeout_s`)."""
     kafka = settings.kafka
     problems: list[Problem] = []
     servers = f"--bootstrap-servers: no broker answered at {kafka.bootstrap_servers}"
     try:
-        topics = cluster.topics(ATTEMPT_TIMEOUT_S)
+        topics = cluster.topics(timeout_s)
     except KafkaRefused as exc:
         problems.append(
             Problem(

@@ -18,6 +18,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from confluent_kafka import KafkaError
+
 REPEAT_INTERVAL_S = 30.0
 RECONNECT_BACKOFF = {"reconnect.backoff.ms": 1000, "reconnect.backoff.max.ms": 10000}
 
@@ -82,6 +84,8 @@ def client_config() -> dict[str, Any]:
     return {"logger": _LIBRDKAFKA, "log.connection.close": False, **RECONNECT_BACKOFF}
 
 
-def client_error(client: str, error: Any) -> None:
-    """Log an error reported by a client's error callback (deduplicated with its logs)."""
-    CLIENT_LOG.warning("kafka %s: %s", client, error.str())
+def client_error(client: str, error: KafkaError) -> None:
+    """Log an error reported by a client's error callback (deduplicated with its logs).
+    "N/M brokers are down" is not logged: each broker's own failure was."""
+    if error.code() != KafkaError._ALL_BROKERS_DOWN:
+        CLIENT_LOG.warning("kafka %s: %s", client, error.str())

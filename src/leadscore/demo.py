@@ -290,7 +290,8 @@ def run_demo(
         )
         stop.set()
         sim.join(10)
-        _catch_up(view, reader, port)
+        if not interrupted:  # Ctrl-C: stop at once
+            _catch_up(view, reader, port)
         code = _stop_worker(worker)
         for message in reader.read(10_000, 1.0):
             view.add(message)

@@ -54,7 +54,7 @@ def dry_run(path: Path, model: Model) -> Iterator[str]:
             if isinstance(output, StageTransitioned):
                 yield (
                     f"line {number}: {profile.id}: stage {output.from_stage or '-'} -> "
-                    f"{output.to_stage} ({output.reason})"
+                    f"{output.to_stage} ({output.reason}: {output.explanation})"
                 )
             elif isinstance(output, ScoreChanged):
                 reasons = ", ".join(f"{r.rule} {r.points:+.1f}" for r in output.reasons)

@@ -16,7 +16,9 @@ def test_check_model_dry_runs_events_and_rejects_bad_lines() -> None:
     assert result.exit_code == 0, result.output
     out = result.output
     assert "model b2b-2: valid" in out
-    assert "line 2: ann: stage visitor -> lead (progressed)" in out
+    assert (
+        "line 2: ann: stage visitor -> lead (progressed: requests 1 >= 1 and fit 25 >= 15)" in out
+    )
     assert "line 3: ann: stage lead -> active_lead (progressed)" in out
     assert "line 4: bob: stage - -> disqualified (first_event)" in out
     assert "line 5: rejected:" in out

@@ -19,8 +19,8 @@ def test_check_model_dry_runs_events_and_rejects_bad_lines() -> None:
     assert (
         "line 2: ann: stage visitor -> lead (progressed: requests 1 >= 1 and fit 25 >= 15)" in out
     )
-    assert "line 3: ann: stage lead -> active_lead (progressed)" in out
-    assert "line 4: bob: stage - -> disqualified (first_event)" in out
+    assert "line 3: ann: stage lead -> active_lead (progressed: requests 1 >= 1" in out
+    assert "line 4: bob: stage - -> disqualified (first_event: has tag job_seeker)" in out
     assert "line 5: rejected:" in out
     assert "line 6: rejected: type must be one of click, visit, form, call" in out
     assert "lead ann: total 70.9 (fit 25.0, engagement 45.9) grade A2 stage active_lead" in out

@@ -22,8 +22,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench.workload import Generator, Workload
 
 from leadscore.codec import InputDecoder, OutputEncoder
+from leadscore.events import Event, ProfileKey
 from leadscore.model import default_model
-from leadscore.scoring.events import Event, ProfileKey
 from leadscore.scoring.score import score
 from leadscore.scoring.state import LeadState
 from leadscore.scoring.timeline import next_change

@@ -21,8 +21,8 @@ import zstandard
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from leadscore.events import ProfileKey
 from leadscore.model import default_model
-from leadscore.scoring.events import ProfileKey
 from leadscore.scoring.score import advance
 from leadscore.scoring.state import LeadState
 from leadscore.simulate import simulated_states

@@ -24,8 +24,8 @@ import redis
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from leadscore.embedded import embedded_redis
+from leadscore.events import ProfileKey
 from leadscore.model import Model, default_model
-from leadscore.scoring.events import ProfileKey
 from leadscore.scoring.state import LeadState
 from leadscore.simulate import simulated_states
 from leadscore.state.encoding import encode_state

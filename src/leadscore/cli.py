@@ -529,7 +529,7 @@ def inspect(
     recent changes with their reasons."""
     import redis
 
-    from leadscore.scoring.events import ProfileKey
+    from leadscore.events import ProfileKey
     from leadscore.scoring.explain import explain
     from leadscore.state.store import StateStore
 

@@ -15,8 +15,8 @@ from typing import Any
 
 from leadscore.codec import InputDecoder, encode_record
 from leadscore.errors import ConfigError, InvalidEvent
+from leadscore.events import ProfileKey
 from leadscore.model import Model
-from leadscore.scoring.events import ProfileKey
 from leadscore.scoring.outputs import ScoreChanged, StageTransitioned
 from leadscore.scoring.score import score
 from leadscore.scoring.state import LeadState

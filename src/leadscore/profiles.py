@@ -12,11 +12,11 @@ from collections.abc import Mapping
 from typing import NamedTuple
 
 from leadscore.codec import OutputEncoder
+from leadscore.events import Event, ProfileKey
 from leadscore.kafka.consumer import Partition
 from leadscore.kafka.producer import Record
 from leadscore.metrics import Metrics
 from leadscore.model import Model
-from leadscore.scoring.events import Event, ProfileKey
 from leadscore.scoring.outputs import Output
 from leadscore.scoring.score import advance, score
 from leadscore.scoring.timeline import next_change

@@ -28,9 +28,9 @@ import fastavro
 from leadscore.codec import InputDecoder, encode_record
 from leadscore.codec.schemas import schema_text
 from leadscore.errors import InvalidEvent
+from leadscore.events import ProfileKey
 from leadscore.kafka.producer import RecordProducer
 from leadscore.model import Model
-from leadscore.scoring.events import ProfileKey
 from leadscore.scoring.score import score
 from leadscore.scoring.state import LeadState
 

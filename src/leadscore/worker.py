@@ -69,6 +69,7 @@ from leadscore.errors import (
     PartitionsLost,
     StateUnavailable,
 )
+from leadscore.events import ProfileKey
 from leadscore.kafka.consumer import InputConsumer, Message, Partition
 from leadscore.kafka.dead_letter import dead_letter
 from leadscore.kafka.producer import Record, RecordProducer, TransactionalProducer
@@ -76,7 +77,6 @@ from leadscore.kafka.publisher import AtLeastOnce, ExactlyOnce, Publisher
 from leadscore.metrics import Metrics, MetricsServer
 from leadscore.model import Model
 from leadscore.profiles import Positioned, ProfileUpdates, Publication
-from leadscore.scoring.events import ProfileKey
 from leadscore.settings import Settings
 from leadscore.startup import wait_for_services
 from leadscore.state.cache import StateCache

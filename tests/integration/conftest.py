@@ -28,9 +28,9 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, Producer
 from leadscore.codec import InputDecoder
 from leadscore.embedded import embedded_broker, embedded_redis
 from leadscore.errors import InvalidEvent
+from leadscore.events import ProfileKey
 from leadscore.kafka.admin import ensure_topics
 from leadscore.model import Model
-from leadscore.scoring.events import ProfileKey
 from leadscore.settings import (
     InputTopic,
     KafkaSettings,

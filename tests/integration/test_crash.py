@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from leadscore.codec import decode_output
-from leadscore.scoring.events import ProfileKey
+from leadscore.events import ProfileKey
 from leadscore.state.store import StateStore
 from tests.integration.conftest import (
     Env,

@@ -8,7 +8,7 @@ import random
 from confluent_kafka import Consumer, TopicPartition
 
 from leadscore.codec import decode_output
-from leadscore.scoring.events import ProfileKey
+from leadscore.events import ProfileKey
 from leadscore.state.store import StateStore
 from tests.integration.conftest import (
     Env,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from leadscore.codec import decode_output
-from leadscore.scoring.events import ProfileKey
+from leadscore.events import ProfileKey
 from leadscore.state.store import StateStore
 from leadscore.worker import Worker
 from tests.integration.conftest import Env, wait_until

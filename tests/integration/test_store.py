@@ -4,7 +4,7 @@ read, and replaced by the current layout on their next write."""
 from __future__ import annotations
 
 from leadscore.codec import InputDecoder
-from leadscore.scoring.events import ProfileKey
+from leadscore.events import ProfileKey
 from leadscore.scoring.score import score
 from leadscore.state import keys
 from leadscore.state.encoding import StoredOutput, _encode_json, encode_outputs

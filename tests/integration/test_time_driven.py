@@ -13,8 +13,8 @@ from confluent_kafka import Producer
 
 from leadscore.codec import InputDecoder, decode_output, encode_record
 from leadscore.errors import KafkaUnavailable
+from leadscore.events import ProfileKey
 from leadscore.model import default_model, load_model
-from leadscore.scoring.events import ProfileKey
 from leadscore.scoring.score import advance, score
 from leadscore.scoring.timeline import Due, next_change
 from leadscore.state.keys import profile_key, schedule_key, schedule_member

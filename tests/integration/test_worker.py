@@ -7,7 +7,7 @@ import pytest
 
 from leadscore.codec import schema
 from leadscore.codec.avro import encode_record
-from leadscore.scoring.events import ProfileKey
+from leadscore.events import ProfileKey
 from leadscore.state.store import StateStore
 from tests.integration.conftest import Env, wait_until
 from tests.records import encoded, now_ms, record

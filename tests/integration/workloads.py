@@ -7,7 +7,7 @@ import random
 from collections import defaultdict
 
 from leadscore.codec import InputDecoder
-from leadscore.scoring.events import Event, ProfileKey
+from leadscore.events import Event, ProfileKey
 from leadscore.scoring.score import advance, score
 from tests.integration.conftest import RECORD_TYPES
 from tests.models import simple_model

@@ -10,8 +10,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from leadscore.events import Event, EventType, ProfileKey
 from leadscore.model import load_model
-from leadscore.scoring.events import Event, EventType, ProfileKey
 from leadscore.scoring.outputs import ScoreChanged
 from leadscore.scoring.score import advance, score
 from leadscore.scoring.timeline import lead_facts, next_change

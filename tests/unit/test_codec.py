@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from leadscore.codec import INPUT_TYPES, InputDecoder, OutputEncoder, encode_record, schema, writer
 from leadscore.codec.schemas import OUTPUT_TYPES, schema_text
 from leadscore.errors import DecodeError, InvalidEvent
-from leadscore.scoring.events import Consent, EventType, ProfileKey, Source
+from leadscore.events import Consent, EventType, ProfileKey, Source
 from leadscore.scoring.outputs import CategoryChange, Reason, ScoreChanged, StageTransitioned
 from tests.records import record
 

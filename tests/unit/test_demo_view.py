@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from leadscore.codec import OutputEncoder
 from leadscore.demo import DemoView, RecentTransitions, TransitionRow
+from leadscore.events import ProfileKey
 from leadscore.kafka.consumer import Message
-from leadscore.scoring.events import ProfileKey
 from leadscore.scoring.outputs import StageTransitioned
 
 DAY = 86_400_000

@@ -14,8 +14,8 @@ import zstandard
 from leadscore import simulate
 from leadscore.codec import InputDecoder
 from leadscore.errors import InvalidEvent, LeadscoreError
+from leadscore.events import ProfileKey
 from leadscore.model import default_model
-from leadscore.scoring.events import ProfileKey
 from leadscore.scoring.score import advance, score
 from leadscore.scoring.state import LeadState
 from leadscore.simulate import Traffic

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from leadscore.events import Consent, Event, EventType, ProfileKey
 from leadscore.model import default_model
-from leadscore.scoring.events import Consent, Event, EventType, ProfileKey
 from leadscore.scoring.explain import explain
 from leadscore.scoring.score import score
 from tests.models import simple_model

@@ -9,8 +9,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from leadscore.events import Consent, Event, EventType, ProfileKey, Source
 from leadscore.model import Model, default_model, parse_model
-from leadscore.scoring.events import Consent, Event, EventType, ProfileKey, Source
 from leadscore.scoring.outputs import ScoreChanged, StageTransitioned
 from leadscore.scoring.score import score
 

@@ -10,9 +10,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from leadscore.events import Consent, Event, EventType, ProfileKey
 from leadscore.model import parse_model
 from leadscore.scoring.engagement import decay_factor, value_at
-from leadscore.scoring.events import Consent, Event, EventType, ProfileKey
 from leadscore.scoring.outputs import ScoreChanged, StageTransitioned, output_id
 from leadscore.scoring.score import score
 from leadscore.scoring.state import LeadState

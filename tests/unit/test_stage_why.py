@@ -9,10 +9,10 @@ from typing import Any
 import pytest
 
 from leadscore.durations import parse_duration_ms
+from leadscore.events import Event, EventType, ProfileKey
 from leadscore.model import Stage, default_model
 from leadscore.model.conditions import LeadFacts, StageCondition, Where, stage_predicates
 from leadscore.model.readable import figure, span_text
-from leadscore.scoring.events import Event, EventType, ProfileKey
 from leadscore.scoring.outputs import StageTransitioned
 from leadscore.scoring.score import advance, score
 

@@ -8,8 +8,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from leadscore.events import Event, EventType, ProfileKey
 from leadscore.model import default_model, load_model
-from leadscore.scoring.events import Event, EventType, ProfileKey
 from leadscore.scoring.outputs import ScoreChanged, StageTransitioned
 from leadscore.scoring.score import advance, score
 from leadscore.scoring.timeline import next_change, situation

@@ -12,7 +12,7 @@ import fastavro
 from leadscore.codec import writer
 from leadscore.codec.schemas import RECORD_EVENT_TYPES, schema
 from leadscore.errors import DecodeError, InvalidEvent
-from leadscore.scoring.events import Consent, Event, Source
+from leadscore.events import Consent, Event, Source
 from leadscore.scoring.outputs import Output, ScoreChanged
 
 MAX_ID_LENGTH = 256

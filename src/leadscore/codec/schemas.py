@@ -9,7 +9,7 @@ from typing import Any
 
 import fastavro
 
-from leadscore.scoring.events import EventType
+from leadscore.events import EventType
 
 INPUT_TYPES = ("Click", "Visit", "FormSubmission", "Call")
 OUTPUT_TYPES = ("ScoreChanged", "StageTransitioned")

@@ -15,8 +15,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from leadscore.errors import ModelError
+from leadscore.events import Event, EventType
 from leadscore.model.readable import bound_text, figure, span_text, tag_text
-from leadscore.scoring.events import Event, EventType
 
 EventPredicate = Callable[[Event, frozenset[str]], bool]
 TextMatch = Callable[[str | None], bool]

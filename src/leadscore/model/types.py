@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from leadscore.events import Event, EventType
 from leadscore.model.conditions import (
     AttributePredicate,
     EventPredicate,
@@ -13,7 +14,6 @@ from leadscore.model.conditions import (
     Threshold,
     Timer,
 )
-from leadscore.scoring.events import Event, EventType
 
 FIT_MEMORY = 50_000  # attribute sets whose fit is remembered
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import time
 
+from leadscore.events import ProfileKey
 from leadscore.model import Model
-from leadscore.scoring.events import ProfileKey
 from leadscore.scoring.state import LeadState
 from leadscore.scoring.timeline import lead_facts, next_change
 

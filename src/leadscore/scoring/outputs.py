@@ -10,7 +10,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Literal
 
-from leadscore.scoring.events import ProfileKey
+from leadscore.events import ProfileKey
 
 OutputKind = Literal["score_changed", "stage_transitioned"]
 

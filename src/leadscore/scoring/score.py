@@ -10,10 +10,10 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from leadscore.events import Event, EventType, ProfileKey
 from leadscore.model import Model, Rule
 from leadscore.model.conditions import VISIT_MEMORY
 from leadscore.scoring.engagement import decay_factor
-from leadscore.scoring.events import Event, EventType, ProfileKey
 from leadscore.scoring.outputs import (
     CategoryChange,
     Cause,

@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections import OrderedDict
 from collections.abc import Iterable, Sequence
 
-from leadscore.scoring.events import ProfileKey
+from leadscore.events import ProfileKey
 from leadscore.state.store import Stored
 
 

@@ -7,7 +7,7 @@ live state.
 
 from __future__ import annotations
 
-from leadscore.scoring.events import ProfileKey
+from leadscore.events import ProfileKey
 
 VERSION_FIELD = "v"
 STATE_FIELD = "s"

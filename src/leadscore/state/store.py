@@ -16,7 +16,7 @@ from typing import Any, NamedTuple
 import redis
 
 from leadscore.errors import StateRefused, StateUnavailable
-from leadscore.scoring.events import ProfileKey
+from leadscore.events import ProfileKey
 from leadscore.scoring.state import LeadState
 from leadscore.state import keys
 from leadscore.state.encoding import (

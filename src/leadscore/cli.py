@@ -8,7 +8,7 @@ import sys
 import threading
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
@@ -16,6 +16,7 @@ from leadscore import __version__
 from leadscore.durations import parse_duration_ms, parse_time_ms
 from leadscore.errors import ConfigError, LeadscoreError
 from leadscore.model import Model, load_model
+from leadscore.scoring.explain import JSON_FIELDS
 from leadscore.settings import (
     DEFAULT_INPUT_TOPICS,
     PROCESSING_GUARANTEES,
@@ -31,7 +32,14 @@ from leadscore.settings import (
     parse_options,
 )
 
+if TYPE_CHECKING:
+    from leadscore.state.store import Stored
+
 F = TypeVar("F", bound=Callable[..., Any])
+
+INSPECT_JSON_HELP = "Fields of --json (times: epoch ms of event time, and ISO 8601):\n\n\b\n" + (
+    JSON_FIELDS
+)
 
 
 def option(name: str, *more: str, **kwargs: Any) -> Callable[[F], F]:
@@ -505,7 +513,7 @@ def simulate(
     click.echo(f"done: {stats}")
 
 
-@main.command()
+@main.command(epilog=INSPECT_JSON_HELP)
 @click.argument("lead_id")
 @option(
     "--redis-url",
@@ -520,17 +528,30 @@ def simulate(
     help="The worker's model file. Default: the bundled model.",
 )
 @click.option("--anonymous", is_flag=True, help="LEAD_ID is an anonymous id.")
+@click.option(
+    "--json",
+    "as_json",
+    is_flag=True,
+    help="Print the explanation as one JSON document (fields below), unrounded.",
+)
 def inspect(
-    lead_id: str, redis_url: str, state_namespace: str, model: Path | None, anonymous: bool
+    lead_id: str,
+    redis_url: str,
+    state_namespace: str,
+    model: Path | None,
+    anonymous: bool,
+    as_json: bool,
 ) -> None:
     """Explain a lead's score: fit rules and rule contributions (with decay) that add up
     to the total, grade, stage and time in it, why the lead is in that stage (its
     conditions with the lead's values), tags, speed-to-lead, consent, attributes, and the
-    recent changes with their reasons."""
+    recent changes with their reasons. Exit status 1 if the profile is unknown."""
+    import json
+
     import redis
 
     from leadscore.events import ProfileKey
-    from leadscore.scoring.explain import explain
+    from leadscore.scoring.explain import explanation, json_document, text_lines
     from leadscore.state.store import StateStore
 
     try:
@@ -541,10 +562,34 @@ def inspect(
     except LeadscoreError as exc:
         raise click.ClickException(str(exc)) from exc
     if stored.state is None:
+        if as_json:
+            click.echo(json.dumps({"lead_id": lead_id, "kind": profile.kind, "found": False}))
+            sys.exit(1)
         raise click.ClickException(
             f"no state for {profile.kind} {lead_id!r} in namespace {state_namespace!r}"
         )
-    click.echo("\n".join(explain(profile, stored.state, scoring_model)))
+    account = explanation(profile, stored.state, scoring_model)
+    if not as_json:
+        click.echo("\n".join(text_lines(account)))
+        return
+    document = json_document(account)
+    document["store"] = _store_document(stored)
+    click.echo(json.dumps(document, indent=2, ensure_ascii=False))
+
+
+def _store_document(stored: Stored) -> dict[str, object]:
+    """How the profile is stored: `inspect --json`'s `store` field."""
+    return {
+        "version": stored.version,
+        "watermarks": [
+            {"topic": topic, "partition": partition, "offset": offset}
+            for (topic, partition), offset in sorted(stored.watermarks.items())
+        ],
+        "schedule": None
+        if stored.schedule is None
+        else {"topic": stored.schedule[0], "partition": stored.schedule[1]},
+        "pending_outputs": len(stored.pending),
+    }
 
 
 @main.command("check-model")

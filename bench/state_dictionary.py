@@ -3,11 +3,11 @@
 The samples are the compact states of the demo's simulated traffic (`leadscore.simulate`,
 not the benchmark's workload) scored with the default model, taken at several moments of
 weeks of event time, so that young and old states, categories, caps and histories are all
-in them. A shipped dictionary is never changed: write a new one under the next id, make it
-`DICTIONARY` in `state/encoding.py`, and keep the old file (states written with it stay
-readable).
+in them. A shipped dictionary is never changed: write a new one under the next id and make
+it `DICTIONARY` in `state/encoding.py`. `decode_state` reads only `DICTIONARY`: once a
+release has written states with a dictionary, a new one needs the old one read too.
 
-    python bench/state_dictionary.py --id 2
+    python bench/state_dictionary.py --id 3
 """
 
 from __future__ import annotations

@@ -1,13 +1,17 @@
-"""The store on a real Redis: profiles written by leadscore 0.1 (a hash per profile) are
-read, and replaced by the current layout on their next write."""
+"""The store on a real Redis: a write is conditional on the version read, keeps or
+restarts the time to live, sets the schedule entry; outputs are kept per partition until
+forgotten; a profile key holding anything but the current layout is an error."""
 
 from __future__ import annotations
 
+import pytest
+
 from leadscore.codec import InputDecoder
+from leadscore.errors import StateUnavailable
 from leadscore.events import ProfileKey
 from leadscore.scoring.score import score
 from leadscore.state import keys
-from leadscore.state.encoding import StoredOutput, _encode_json, encode_outputs
+from leadscore.state.encoding import StoredOutput
 from leadscore.state.store import Due, StateStore, Stored, Write
 from tests.integration.conftest import Env
 from tests.models import simple_model
@@ -17,7 +21,7 @@ LEAD = ProfileKey("lead", "old-1")
 VISITS = ("t.visits", 0)
 
 
-def test_a_profile_in_the_old_hash_layout_is_read_and_converted_by_its_next_write(
+def test_a_write_is_conditional_on_the_version_read_and_keeps_the_ttl_unless_refreshed(
     env: Env,
 ) -> None:
     event = InputDecoder("Visit", max_clock_skew_ms=300_000)(
@@ -25,38 +29,33 @@ def test_a_profile_in_the_old_hash_layout_is_read_and_converted_by_its_next_writ
     )
     state = score(LEAD, None, [event], simple_model()).state
     key = keys.profile_key(env.prefix, LEAD)
-    kept = [StoredOutput(41, "score_changed", b"\x01\x02")]
-    env.redis.hset(
-        key,
-        mapping={
-            keys.VERSION_FIELD: 7,
-            keys.STATE_FIELD: _encode_json(state),
-            keys.watermark_field(*VISITS): 41,
-            keys.outputs_field(*VISITS): encode_outputs(kept),
-            keys.SCHEDULE_FIELD: keys.partition_value(*VISITS),
-        },
-    )
-    env.redis.pexpire(key, 3_600_000)
-    store = StateStore(env.redis, namespace=env.prefix, ttl_ms=0)
-
+    store = StateStore(env.redis, namespace=env.prefix, ttl_ms=3_600_000)
+    assert store.read(LEAD) == Stored()
+    first = Write(LEAD, Stored(), state, {VISITS: 41})
+    assert store.save([first]) == []
     found = store.read(LEAD)
-    assert (found.version, found.state, found.watermarks, found.schedule) == (
-        7,
-        state,
-        {VISITS: 41},
-        VISITS,
-    )
+    assert found == first.after()
+    assert (found.version, found.watermarks) == (1, {VISITS: 41})
+    assert 0 < env.redis.pttl(key) <= 3_600_000
     # a writer that read nothing (version 0) is in conflict with it
     assert store.save([Write(LEAD, Stored(), state, {VISITS: 42})]) == [LEAD]
 
+    env.redis.pexpire(key, 60_000)
     write = Write(LEAD, found, state, {VISITS: 42}, due=Due(LEAD, VISITS, 123), refresh_ttl=False)
     assert store.save([write]) == []
-    assert env.redis.type(key) == b"string"
-    assert 0 < env.redis.pttl(key) <= 3_600_000  # the TTL it had
+    assert 0 < env.redis.pttl(key) <= 60_000  # the TTL it had
     again = store.read(LEAD)
     assert again == write.after()
-    assert (again.version, again.watermarks) == (8, {VISITS: 42})
+    assert (again.version, again.watermarks, again.schedule) == (2, {VISITS: 42}, VISITS)
     assert env.redis.zscore(keys.schedule_key(env.prefix, *VISITS), "lead:old-1") == 123
+
+
+def test_a_profile_stored_as_a_hash_is_an_error(env: Env) -> None:
+    """The hash layout of an unreleased version is not read (nor taken for no profile)."""
+    env.redis.hset(keys.profile_key(env.prefix, LEAD), mapping={"v": 7})
+    store = StateStore(env.redis, namespace=env.prefix, ttl_ms=0)
+    with pytest.raises(StateUnavailable, match="WRONGTYPE"):
+        store.read(LEAD)
 
 
 def test_outputs_are_kept_by_partition_until_forgotten(env: Env) -> None:

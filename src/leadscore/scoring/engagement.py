@@ -8,8 +8,3 @@ def decay_factor(elapsed_ms: int, half_life_ms: int) -> float:
     if elapsed_ms <= 0:
         return 1.0
     return float(2.0 ** (-elapsed_ms / half_life_ms))
-
-
-def value_at(score: float, as_of: int, t: int, half_life_ms: int) -> float:
-    """The engagement `score` held at `as_of`, seen at a later time `t`."""
-    return score * decay_factor(t - as_of, half_life_ms)

@@ -1,19 +1,17 @@
 """What the store keeps, as bytes: the state (a compact msgpack array, compressed with
-zstd and a dictionary shipped with leadscore; uncompressed compact states and states
-written as JSON by earlier versions are still read) and the outputs of the last write
+zstd and a dictionary shipped with leadscore) and the outputs of the last write
 (length-prefixed Avro records), so that a replay can publish them again.
 
 Why a dictionary: a state is a few hundred bytes, too little for a compressor to learn
 from, but most of it is names (attributes, rules, stages, categories) and numbers that
 every state shares. A dictionary trained on simulated states (`bench/state_dictionary.py`)
 holds them: measured, 763 -> about 330 bytes for 3 us of CPU per write. A dictionary is
-never changed: a new one gets a new id, and every id ever shipped stays readable
-(dictionary 2 was trained when history figures became whole hundredths).
+never changed: a new one gets a new id. Only what this version writes is read (dictionary
+`DICTIONARY`, history figures in whole hundredths); any other state is a clear error.
 """
 
 from __future__ import annotations
 
-import base64
 import struct
 import threading
 from collections.abc import Sequence
@@ -21,13 +19,12 @@ from importlib import resources
 from typing import Any, NamedTuple
 
 import msgpack  # type: ignore[import-untyped]
-import orjson
 import zstandard
 
 from leadscore.errors import LeadscoreError
 from leadscore.scoring.state import CategoryScore, Change, LeadState
 
-COMPACT = b"\x01"  # the first byte of a compact state (a JSON one starts with "{")
+COMPACT = b"\x01"  # the first byte of a compact state
 COMPRESSED = b"\x02"  # then the dictionary's id (a byte), then a zstd frame of a compact one
 DICTIONARY = 2  # the id of the dictionary new states are compressed with
 ZSTD_LEVEL = 3  # measured: level 6 saves 5% more bytes for 3x the CPU
@@ -39,12 +36,24 @@ def encode_state(state: LeadState) -> bytes:
 
 
 def decode_state(raw: bytes) -> LeadState:
-    kind = raw[:1]
-    if kind == COMPRESSED:
-        return _decode_compact(_zstd().decompress(raw[1], raw[2:]))
-    if kind == COMPACT:
-        return _decode_compact(raw)
-    return _decode_json(raw)
+    """What `encode_state` wrote; anything else raises `LeadscoreError`."""
+    if raw[:2] != _COMPRESSED_HEADER:
+        raise LeadscoreError(_unreadable(raw))
+    return _decode_compact(_zstd().decompressor.decompress(raw[2:]))
+
+
+def _unreadable(raw: bytes) -> str:
+    if raw[:1] != COMPRESSED or len(raw) < 2:
+        return f"a stored state starts with {raw[:2]!r}, which is not a state leadscore writes"
+    if raw[1] > DICTIONARY:
+        return (
+            f"a stored state is compressed with dictionary {raw[1]}, which this version of "
+            "leadscore does not have: it was written by a newer version"
+        )
+    return (
+        f"a stored state is compressed with dictionary {raw[1]}, which no release of "
+        f"leadscore wrote: states are compressed with dictionary {DICTIONARY}"
+    )
 
 
 def encode_compact(state: LeadState) -> bytes:
@@ -151,6 +160,8 @@ def _history(t: int, history: list[Change]) -> bytes:
 
 
 def _decode_compact(raw: bytes) -> LeadState:
+    if raw[:1] != COMPACT:
+        raise LeadscoreError(f"a stored state's frame starts with {raw[:1]!r}, not a compact state")
     (
         t,
         engagement,
@@ -215,10 +226,10 @@ def _decode_compact(raw: bytes) -> LeadState:
             Change(
                 t - h[0],
                 h[1],
-                _hundredths(h[2]),
-                _hundredths(h[3]),
+                h[2] / 100,
+                h[3] / 100,
                 h[4],
-                tuple((h[5][i], _hundredths(h[5][i + 1])) for i in range(0, len(h[5]), 2)),
+                tuple((h[5][i], h[5][i + 1] / 100) for i in range(0, len(h[5]), 2)),
             )
             for h in history
         ],
@@ -244,29 +255,26 @@ _COMPRESSED_HEADER = COMPRESSED + bytes((DICTIONARY,))
 
 
 class _Zstd(threading.local):
-    """A compressor with the current dictionary, and decompressors by dictionary id (zstd
-    contexts are not to be shared between threads)."""
+    """A compressor and a decompressor with the dictionary (zstd contexts are not to be
+    shared between threads)."""
 
     def __init__(self) -> None:
+        dictionary = zstandard.ZstdCompressionDict(
+            resources.files("leadscore.state")
+            .joinpath(f"dictionaries/states-{DICTIONARY}.zdict")
+            .read_bytes()
+        )
         self.compressor = zstandard.ZstdCompressor(
             level=ZSTD_LEVEL,
-            dict_data=_dictionary(DICTIONARY),
+            dict_data=dictionary,
             write_checksum=False,
             write_content_size=True,
             write_dict_id=False,
         )
-        self._decompressors: dict[int, zstandard.ZstdDecompressor] = {}
-
-    def decompress(self, dictionary: int, frame: bytes) -> bytes:
-        decompressor = self._decompressors.get(dictionary)
-        if decompressor is None:
-            decompressor = zstandard.ZstdDecompressor(dict_data=_dictionary(dictionary))
-            self._decompressors[dictionary] = decompressor
-        return decompressor.decompress(frame)
+        self.decompressor = zstandard.ZstdDecompressor(dict_data=dictionary)
 
 
 _ZSTD: _Zstd | None = None
-_DICTIONARIES: dict[int, zstandard.ZstdCompressionDict] = {}
 
 
 def _zstd() -> _Zstd:
@@ -276,28 +284,11 @@ def _zstd() -> _Zstd:
     return _ZSTD
 
 
-def _dictionary(number: int) -> zstandard.ZstdCompressionDict:
-    if number not in _DICTIONARIES:
-        path = resources.files("leadscore.state").joinpath(f"dictionaries/states-{number}.zdict")
-        if not path.is_file():
-            raise LeadscoreError(
-                f"a stored state is compressed with dictionary {number}, which this version "
-                "of leadscore does not have: it was written by a newer version"
-            )
-        _DICTIONARIES[number] = zstandard.ZstdCompressionDict(path.read_bytes())
-    return _DICTIONARIES[number]
-
-
 _pack = msgpack.Packer(use_bin_type=True, autoreset=True).pack
 
 
 def _unpack(raw: bytes) -> list[Any]:
     return msgpack.unpackb(raw, raw=False, strict_map_key=False)  # type: ignore[no-any-return]
-
-
-def _hundredths(value: float | int) -> float:
-    """A history figure as stored: whole hundredths (a double in states written before)."""
-    return value / 100 if isinstance(value, int) else value
 
 
 def _flat(mapping: dict[Any, Any]) -> list[Any]:
@@ -310,120 +301,6 @@ def _pairs(flat: list[Any]) -> dict[Any, Any]:
 
 def _triples(flat: list[Any]) -> dict[str, tuple[float, float]]:
     return {flat[i]: (flat[i + 1], flat[i + 2]) for i in range(0, len(flat), 3)}
-
-
-def _encode_json(state: LeadState) -> bytes:
-    """The encoding before the compact one (kept to test reading old states)."""
-    doc: dict[str, Any] = {
-        "e": state.engagement,
-        "t": state.as_of,
-        "f": state.first_seen,
-        "n": state.events,
-        "a": state.attributes,
-        "st": state.stage,
-        "ss": state.stage_since,
-        "pt": state.published_total,
-        "pf": state.published_fit,
-        "pg": state.published_grade,
-        "r": [base64.b64encode(r).decode()[:11] for r in state.recent],
-    }
-    if state.consent is not None:
-        doc["c"] = state.consent
-    if state.published_contact is not None:
-        doc["pc"] = state.published_contact
-    if state.pending:
-        doc["p"] = state.pending
-    if state.fixed:
-        doc["x"] = state.fixed
-    if state.tags:
-        doc["g"] = sorted(state.tags)
-    if state.fired:
-        doc["o"] = state.fired
-    if state.contributions:
-        doc["cb"] = state.contributions
-    if state.history:
-        doc["h"] = [
-            [c.as_of, c.cause_event_id, c.total, c.delta, c.stage, c.reasons] for c in state.history
-        ]
-    if state.counts:
-        doc["ct"] = state.counts
-    if state.visits:
-        doc["vt"] = state.visits
-    if state.kept is not None:
-        doc["kp"] = state.kept
-    if state.matched:
-        doc["m"] = state.matched
-    if state.caps:
-        doc["k"] = {r: {str(w): u for w, u in used.items()} for r, used in state.caps.items()}
-    if state.first_request_at is not None:
-        doc["rq"] = state.first_request_at
-    if state.first_response_at is not None:
-        doc["rs"] = state.first_response_at
-    if state.published_tags:
-        doc["pt2"] = state.published_tags
-    if state.published_speed is not None:
-        doc["ps"] = state.published_speed
-    if state.last_activity != state.as_of:
-        doc["la"] = state.last_activity
-    if state.categories:
-        doc["cat"] = {
-            name: [
-                c.engagement,
-                c.fixed,
-                c.published,
-                c.published_level,
-                c.pending,
-                c.contributions,
-            ]
-            for name, c in state.categories.items()
-        }
-    return orjson.dumps(doc)
-
-
-def _decode_json(raw: bytes) -> LeadState:
-    """A state written before the compact encoding (JSON with short keys)."""
-    doc = orjson.loads(raw)
-    consent = doc.get("c")
-    return LeadState(
-        engagement=doc["e"],
-        as_of=doc["t"],
-        first_seen=doc["f"],
-        events=doc["n"],
-        attributes={k: (v[0], v[1]) for k, v in doc["a"].items()},
-        consent=(consent[0], consent[1]) if consent else None,
-        stage=doc["st"],
-        stage_since=doc["ss"],
-        published_total=doc["pt"],
-        published_fit=doc["pf"],
-        published_grade=doc["pg"],
-        published_contact=doc.get("pc"),
-        pending=doc.get("p", {}),
-        recent=[base64.b64decode(r + "=") for r in doc["r"]],
-        fixed=doc.get("x", 0.0),
-        tags=set(doc.get("g", ())),
-        fired=dict(doc.get("o", {})),
-        caps={r: {int(w): u for w, u in used.items()} for r, used in doc.get("k", {}).items()},
-        contributions={r: (v[0], v[1]) for r, v in doc.get("cb", {}).items()},
-        history=[
-            Change(h[0], h[1], h[2], h[3], h[4], tuple((r, p) for r, p in h[5]))
-            for h in doc.get("h", [])
-        ],
-        matched={r: list(ts) for r, ts in doc.get("m", {}).items()},
-        counts=dict(doc.get("ct", {})),
-        visits=list(doc.get("vt", [])),
-        kept=doc.get("kp"),
-        first_request_at=doc.get("rq"),
-        first_response_at=doc.get("rs"),
-        published_tags=tuple(doc.get("pt2", ())),
-        published_speed=doc.get("ps"),
-        last_activity=doc.get("la", doc["t"]),
-        categories={
-            name: CategoryScore(
-                c[0], c[1], {r: (v[0], v[1]) for r, v in c[5].items()}, c[4], c[2], c[3]
-            )
-            for name, c in doc.get("cat", {}).items()
-        },
-    )
 
 
 _VERSION = struct.Struct(">I")

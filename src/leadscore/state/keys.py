@@ -9,32 +9,11 @@ from __future__ import annotations
 
 from leadscore.events import ProfileKey
 
-VERSION_FIELD = "v"
-STATE_FIELD = "s"
-WATERMARK_PREFIX = "w:"
-OUTPUTS_PREFIX = "o:"
-SCHEDULE_FIELD = "d"  # the input partition whose schedule holds the profile
-PENDING_FIELD = "p"  # outputs of time-driven changes not yet acknowledged
-
 
 def profile_key(namespace: str, profile: ProfileKey) -> str:
-    """The hash holding a profile's state, version and offset watermarks."""
+    """The string holding a profile: its version, offset watermarks, schedule partition,
+    pending outputs and state (`encoding.encode_profile`)."""
     return f"{namespace}:{profile.kind}:{{{profile.id}}}"
-
-
-def watermark_field(topic: str, partition: int) -> str:
-    """The hash field holding the highest offset of `topic[partition]` applied to a profile."""
-    return f"{WATERMARK_PREFIX}{topic}:{partition}"
-
-
-def outputs_field(topic: str, partition: int) -> str:
-    """The hash field holding the outputs of the last write caused by `topic[partition]`."""
-    return f"{OUTPUTS_PREFIX}{topic}:{partition}"
-
-
-def parse_partition_field(field: str) -> tuple[str, int]:
-    """(topic, partition) of a watermark or outputs field."""
-    return parse_partition_value(field[2:])
 
 
 def schedule_key(namespace: str, topic: str, partition: int) -> str:
@@ -59,13 +38,3 @@ def schedule_member(profile: ProfileKey) -> str:
 def parse_schedule_member(member: str) -> ProfileKey:
     kind, _, profile_id = member.partition(":")
     return ProfileKey(kind, profile_id)
-
-
-def partition_value(topic: str, partition: int) -> str:
-    """A partition as stored in the profile hash (`SCHEDULE_FIELD`)."""
-    return f"{topic}:{partition}"
-
-
-def parse_partition_value(value: str) -> tuple[str, int]:
-    topic, _, partition = value.rpartition(":")
-    return topic, int(partition)

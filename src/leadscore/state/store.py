@@ -23,7 +23,6 @@ from leadscore.state.encoding import (
     StoredOutput,
     decode_outputs,
     decode_profile,
-    decode_state,
     encode_outputs,
     encode_profile,
 )
@@ -146,28 +145,12 @@ class StateStore:
             return False
 
     def load(self, profiles: Sequence[ProfileKey]) -> dict[ProfileKey, Stored]:
-        """Read many profiles in one round trip (two if some are still in the layout of
-        leadscore 0.1, a hash: the next write converts them)."""
+        """Read many profiles in one round trip."""
         pipe = self._client.pipeline(transaction=False)
         for profile in profiles:
             pipe.get(keys.profile_key(self.namespace, profile))
-        replies = self._execute(pipe, raise_on_error=False)
-        found = {}
-        hashes = []
-        for profile, reply in zip(profiles, replies, strict=True):
-            if isinstance(reply, redis.ResponseError):
-                if not str(reply).startswith("WRONGTYPE"):
-                    raise StateUnavailable(f"redis refused the request: {reply}")
-                hashes.append(profile)
-            else:
-                found[profile] = _stored(reply)
-        if hashes:
-            pipe = self._client.pipeline(transaction=False)
-            for profile in hashes:
-                pipe.hgetall(keys.profile_key(self.namespace, profile))
-            for profile, fields in zip(hashes, self._execute(pipe), strict=True):
-                found[profile] = _stored_hash(fields)
-        return {p: found[p] for p in profiles}
+        replies = self._execute(pipe)
+        return {p: _stored(raw) for p, raw in zip(profiles, replies, strict=True)}
 
     def save(
         self,
@@ -304,9 +287,9 @@ class StateStore:
         """One profile, for `inspect` and tests."""
         return self.load([profile])[profile]
 
-    def _execute(self, pipe: Any, raise_on_error: bool = True) -> list[Any]:
+    def _execute(self, pipe: Any) -> list[Any]:
         try:
-            return list(pipe.execute(raise_on_error=raise_on_error))
+            return list(pipe.execute())
         except _UNAVAILABLE as exc:
             raise StateUnavailable(f"redis unavailable: {exc}") from exc
         except redis.ResponseError as exc:
@@ -318,25 +301,3 @@ def _stored(raw: bytes | None) -> Stored:
         return Stored()
     version, state, watermarks, schedule, pending = decode_profile(raw)
     return Stored(version, state, watermarks, schedule, pending)
-
-
-def _stored_hash(reply: dict[bytes, bytes]) -> Stored:
-    """A profile in the layout of leadscore 0.1: a hash of the version, the state, a
-    watermark and the kept outputs per partition (not read: those of its last write are
-    published long since), the schedule partition and the pending outputs."""
-    if not reply:
-        return Stored()
-    watermarks: dict[Partition, int] = {}
-    for name, value in reply.items():
-        field_name = name.decode()
-        if field_name.startswith(keys.WATERMARK_PREFIX):
-            watermarks[keys.parse_partition_field(field_name)] = int(value)
-    raw = reply.get(keys.STATE_FIELD.encode())
-    schedule = reply.get(keys.SCHEDULE_FIELD.encode())
-    return Stored(
-        version=int(reply.get(keys.VERSION_FIELD.encode(), b"0")),
-        state=decode_state(raw) if raw else None,
-        watermarks=watermarks,
-        schedule=keys.parse_partition_value(schedule.decode()) if schedule else None,
-        pending=decode_outputs(reply.get(keys.PENDING_FIELD.encode(), b"")),
-    )

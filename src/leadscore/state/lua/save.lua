@@ -3,8 +3,7 @@
 -- were published. One call per batch (one round trip, one script run).
 --
 -- A profile is a string whose first 4 bytes are its version, big-endian
--- (state/encoding.py: encode_profile). A profile still in the layout of leadscore 0.1
--- (a hash with the version in field `v`) is replaced by the string, keeping its TTL.
+-- (state/encoding.py: encode_profile).
 --
 -- KEYS     the profile keys of the writes (state/keys.py: profile_key), in order, then
 --          the schedule sorted sets and kept-output hashes named below by position
@@ -31,16 +30,13 @@ local function schedule(key, member, at)
   end
 end
 
--- the version of a profile, and whether it is an old-layout hash
+-- the version of a profile (0: none)
 local function version_of(key)
-  local head = redis.pcall('GETRANGE', key, 0, 3)
-  if type(head) == 'table' then
-    return tonumber(redis.call('HGET', key, 'v') or '0'), true
-  end
+  local head = redis.call('GETRANGE', key, 0, 3)
   if #head < 4 then
-    return 0, false
+    return 0
   end
-  return struct.unpack('>I4', head), false
+  return struct.unpack('>I4', head)
 end
 
 local function each_chunk(command, key, items)
@@ -57,19 +53,12 @@ local kept = {}  -- position in KEYS -> {encoded outputs, ...}
 local a = 4
 for i = 1, writes do
   local key = KEYS[i]
-  local current, old = version_of(key)
+  local current = version_of(key)
   local entries = tonumber(ARGV[a + 6])
   if current ~= tonumber(ARGV[a]) then
     results[i] = 0
   else
     local ttl = tonumber(ARGV[a + 1])
-    if old then
-      local left = redis.call('PTTL', key)
-      redis.call('DEL', key)
-      if ttl == 0 and left > 0 then
-        ttl = left
-      end
-    end
     if ttl > 0 then
       redis.call('SET', key, ARGV[a + 2], 'PX', ttl)
     else

@@ -210,6 +210,7 @@ def test_json_carries_the_text_at_full_precision() -> None:
         "half_life_ms": 30 * DAY,
         "engagement_decaying": 0.0,
         "engagement_fixed": 0.0,
+        "engagement_cap": 0.0,
         "contributions": [],
     }
     assert "category product_b: 0.0 (no points yet)" in text

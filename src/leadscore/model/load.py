@@ -22,7 +22,7 @@ from leadscore.model.conditions import (
 from leadscore.model.types import Category, FitRule, GradeBands, Model, Rule, Stage
 
 _MS_PER_DAY = 86_400_000
-RESERVED_RULE_NAMES = ("fit", "decay")
+RESERVED_RULE_NAMES = ("fit", "decay", "cap")
 # what starts and stops the speed-to-lead clock unless the model says otherwise
 SPEED_TO_LEAD = {
     "requests": [{"type": "form"}, {"type": "call", "direction": "INBOUND"}],
@@ -67,6 +67,7 @@ def parse_model(document: Any, *, source: str = "<model>") -> Model:
             "contact_allowed_by_default",
             "speed_to_lead",
             "categories",
+            "allowed_lateness",
         },
     )
     version = doc.get("version")
@@ -105,6 +106,7 @@ def parse_model(document: Any, *, source: str = "<model>") -> Model:
     )
     stages = _stages(doc.get("stages"), root / "stages")
     _check_stage_categories(stages, categories, root / "stages")
+    lateness = _duration(doc.get("allowed_lateness", "7d"), root / "allowed_lateness")
     default_contact = doc.get("contact_allowed_by_default", False)
     if not isinstance(default_contact, bool):
         raise (root / "contact_allowed_by_default").error("must be true or false")
@@ -122,6 +124,7 @@ def parse_model(document: Any, *, source: str = "<model>") -> Model:
         responses=responses,
         categories=categories,
         category_rules=category_rules,
+        allowed_lateness_ms=lateness,
     )
 
 
@@ -211,6 +214,11 @@ def _rules(value: Any, where: Where, *, category: str | None = None) -> tuple[Ru
             else None
         )
         cap_points, cap_window = _cap(entry.get("cap"), at / "cap")
+        once = _flag(entry, "once", False, at)
+        if once and (cap_points is not None or repeat is not None):
+            raise (at / "once").error(
+                "a once rule earns its points once: it takes no cap and no repeat_within"
+            )
         when = entry.get("when")
         if not isinstance(when, dict):
             when = {}
@@ -219,7 +227,7 @@ def _rules(value: Any, where: Where, *, category: str | None = None) -> tuple[Ru
                 name=_name(entry.get("name"), at / "name"),
                 points=points,
                 conditions=event_predicates(when, at / "when"),
-                once=_flag(entry, "once", False, at),
+                once=once,
                 decays=_flag(entry, "decay", True, at),
                 tags=_tags(entry.get("tags", []), at / "tags"),
                 when=_summary(entry.get("when")),

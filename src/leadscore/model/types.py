@@ -177,6 +177,9 @@ class Model:
     responses: tuple[tuple[EventPredicate, ...], ...] = ()
     categories: tuple[Category, ...] = ()
     category_rules: tuple[Rule, ...] = ()  # rules that count towards categories only
+    # how far behind the lead's newest event an event may be and still be scored exactly
+    # as if it had come in order (what caps, repeats and speed-to-lead remember)
+    allowed_lateness_ms: int = field(default=7 * 86_400_000, kw_only=True)
     _decaying: frozenset[str] = field(default=frozenset(), repr=False, compare=False)
     _by_type: Mapping[EventType, tuple[Rule, ...]] = field(
         default_factory=dict, repr=False, compare=False

@@ -30,14 +30,16 @@ model_version str; half_life_ms int: the engagement half-life
 as_of, first_seen, last_activity int + *_iso str: lead clock, first and newest event
 events int: events counted; redelivery_memory int: event ids remembered for redelivery
 total, fit, engagement float: total = fit + engagement (at as_of)
-engagement_decaying, engagement_fixed float: engagement = decaying part + part exempt
+engagement_decaying, engagement_fixed, engagement_cap float: engagement = decaying part +
+  part exempt + cap (zero or negative: what the cap on the total takes off their sum)
 grade str; stage str: the model's stage now; stage_why str; stage_conditions [str] held
 stage_since int|null + _iso; in_stage_ms int; stored_stage str|null: the stage recorded
   at the last transition; kept_stage str|null: furthest `keep` stage reached
 fit_rules [{rule str, points float}]
 contributions [{rule str, earned float, worth float, decay float, decays bool}]
 categories [{name str, scored bool (has points), value float, level str|null, half_life_ms int,
-  engagement_decaying float, engagement_fixed float, contributions [as above]}]
+  engagement_decaying float, engagement_fixed float, engagement_cap float,
+  contributions [as above]}]
 next_change null | {at int, at_iso str, cause str, stage str, stage_why str}
 tags [str]; counts {name: int}; fired {once-rule: event time}; visits [event time]
 speed_to_lead_ms int|null; first_request_at, first_response_at int|null + _iso
@@ -78,6 +80,7 @@ class CategoryView:
     level: str | None
     decaying: float
     fixed: float
+    cap: float  # zero or negative: what the category's cap takes off
     contributions: tuple[Contribution, ...]
 
 
@@ -106,7 +109,8 @@ class Published:
 @dataclass(frozen=True, slots=True)
 class Explanation:
     """Everything `inspect` tells about a profile, as data. `total` = `fit` + `engagement`
-    and `engagement` = `decaying` + `fixed` = the sum of the contributions' `worth`;
+    and `engagement` = `decaying` + `fixed` + `cap` = the sum of the contributions'
+    `worth` + `cap` (zero or negative: what the cap on the total takes off);
     `stage` is the model's stage for the state now, `stored_stage` the one last recorded.
     Contributions are by decreasing weight, attributes by name, changes newest first."""
 
@@ -123,6 +127,7 @@ class Explanation:
     engagement: float
     decaying: float
     fixed: float
+    cap: float
     grade: str
     stage: str
     stage_why: str
@@ -173,6 +178,7 @@ def explanation(profile: ProfileKey, state: LeadState, model: Model) -> Explanat
         engagement=facts.engagement,
         decaying=state.engagement,
         fixed=state.fixed,
+        cap=facts.engagement - (state.engagement + state.fixed),
         grade=model.grade(fit.points, facts.engagement),
         stage=stage.name,
         stage_why=why,
@@ -224,7 +230,7 @@ def _category(
     category = model.category(name)
     score = state.categories.get(name)
     if score is None:
-        return CategoryView(name, category.half_life_ms, False, 0.0, None, 0.0, 0.0, ())
+        return CategoryView(name, category.half_life_ms, False, 0.0, None, 0.0, 0.0, 0.0, ())
     value = values[name]
     return CategoryView(
         name,
@@ -234,6 +240,7 @@ def _category(
         category.level(value),
         score.engagement,
         score.fixed,
+        value - (score.engagement + score.fixed),
         _contributions(score.contributions, model),
     )
 
@@ -259,6 +266,7 @@ def text_lines(e: Explanation) -> list[str]:
         "points earned, what they are worth now, and what decay took"
     )
     lines += [_contribution_line(c) for c in e.contributions] or ["  (no rule)"]
+    lines += _cap_line(e.cap)
     for category in e.categories:
         if not category.scored:
             lines.append(f"category {category.name}: 0.0 (no points yet)")
@@ -269,6 +277,7 @@ def text_lines(e: Explanation) -> list[str]:
             + f" (half-life {category.half_life_ms / 86_400_000:g} days)"
         )
         lines += [_contribution_line(c) for c in category.contributions]
+        lines += _cap_line(category.cap)
     if e.next_change is not None:
         due = e.next_change
         lines.append(
@@ -317,6 +326,7 @@ def json_document(e: Explanation) -> dict[str, object]:
         "engagement": e.engagement,
         "engagement_decaying": e.decaying,
         "engagement_fixed": e.fixed,
+        "engagement_cap": e.cap,
         "grade": e.grade,
         "stage": e.stage,
         "stage_why": e.stage_why,
@@ -336,6 +346,7 @@ def json_document(e: Explanation) -> dict[str, object]:
                 "half_life_ms": c.half_life_ms,
                 "engagement_decaying": c.decaying,
                 "engagement_fixed": c.fixed,
+                "engagement_cap": c.cap,
                 "contributions": [_contribution(r) for r in c.contributions],
             }
             for c in e.categories
@@ -399,6 +410,11 @@ def _contribution(c: Contribution) -> dict[str, object]:
         "decay": c.decay,
         "decays": c.decays,
     }
+
+
+def _cap_line(cap: float) -> list[str]:
+    """What a cap on the total takes off the sum of the contributions, if anything."""
+    return [f"  {'':8}  now {cap:+8.1f}  {'':13}  cap (on the total)"] if cap else []
 
 
 def _contribution_line(c: Contribution) -> str:

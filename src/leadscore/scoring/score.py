@@ -28,7 +28,8 @@ from leadscore.scoring.timeline import fit_of, lead_facts, next_change
 
 DEFAULT_EVENT_MEMORY = 100
 HISTORY = 8  # published changes kept per lead, for `leadscore inspect`
-REPEAT_MEMORY = 5  # match times kept per `repeat_within` rule
+REPEAT_MEMORY = 16  # matches kept per `repeat_within` rule (within the allowed lateness)
+EARLY_RESPONSES = 8  # responses before the first request kept (within the allowed lateness)
 MAX_CHANGES = 100  # time-driven changes applied at once, at most (a guard, never reached)
 
 
@@ -39,6 +40,7 @@ class Scored:
     state: LeadState
     outputs: list[Output] = field(default_factory=list)
     duplicates: int = 0
+    late: int = 0  # events older than the allowed lateness behind the lead's newest event
     speed_to_lead_ms: int | None = None  # set when first measured by these events
     # for each output, the id of the input event being folded when it was emitted (a
     # time-driven change that came due before that event's time, or the event itself)
@@ -81,7 +83,9 @@ def score(
             continue
         if new.events and event.occurred_at > new.as_of:
             _advance(profile, new, model, event.occurred_at - 1, result, event.event_id)
-        _apply(new, event, model)
+        if new.events and event.occurred_at < new.last_activity - model.allowed_lateness_ms:
+            result.late += 1
+        _apply(new, event, model, int.from_bytes(digest[:4], "big"))
         new.due_memo = None  # the state changed: its next time-driven change too
         new.recent.append(digest)
         if len(new.recent) > memory:
@@ -149,20 +153,24 @@ def _decay(book: _Book, factor: float, model: Model) -> None:
             book.contributions[name] = (earned_total, worth * factor)
 
 
-def _book(state: LeadState, model: Model, name: str | None) -> tuple[_Book, int, float | None]:
-    """The score a rule's points go to, its half-life and its cap."""
+def _book(state: LeadState, model: Model, name: str | None) -> tuple[_Book, int]:
+    """The score a rule's points go to, and its half-life."""
     if name is None:
-        return state, model.half_life_ms, model.engagement_cap
-    category = model.category(name)
+        return state, model.half_life_ms
     book = state.categories.get(name)
     if book is None:
         book = state.categories[name] = CategoryScore()
-    return book, category.half_life_ms, category.cap
+    return book, model.category(name).half_life_ms
 
 
-def _apply(state: LeadState, event: Event, model: Model) -> None:
+def _apply(state: LeadState, event: Event, model: Model, tiebreak: int) -> None:
     """Fold one event into the state: attributes, consent, then the points and tags of
-    every engagement rule it matches, with decay in event time."""
+    every engagement rule it matches, with decay in event time.
+
+    Whatever the arrival order, within the allowed lateness, the result is the same: the
+    latest attribute and consent by event time (at equal times, the greater value and
+    the refusal of contact), the earliest event of a `once` rule, a window's capped sum,
+    the later event of a repeated pair; `tiebreak` orders events of the same time."""
     t = event.occurred_at
     if state.events == 0:
         state.as_of = state.first_seen = state.last_activity = t
@@ -172,21 +180,19 @@ def _apply(state: LeadState, event: Event, model: Model) -> None:
     state.events += 1
     for name, value in (*event.traits.items(), *event.fields.items()):
         known = state.attributes.get(name)
-        if known is None or known[1] <= t:
+        if known is None or known[1] < t or (known[1] == t and value > known[0]):
             state.attributes[name] = (value, t)
             state.fit_memo = None
-    if event.consent is not None and (state.consent is None or state.consent[1] <= t):
-        state.consent = (event.consent.contact, t)
+    if event.consent is not None:
+        consent = state.consent
+        contact = event.consent.contact
+        if consent is None or consent[1] < t or (consent[1] == t and consent[0] and not contact):
+            state.consent = (contact, t)
     request = model.is_request(event)
-    if request and (state.first_request_at is None or t < state.first_request_at):
-        state.first_request_at = t
-    if (
-        model.is_response(event)
-        and state.first_request_at is not None
-        and t >= state.first_request_at
-        and (state.first_response_at is None or t < state.first_response_at)
-    ):
-        state.first_response_at = t
+    if request:
+        _requested(state, t)
+    if model.is_response(event):
+        _responded(state, t, model.allowed_lateness_ms)
     _count(state, event, request)
     rules = model.rules_for(event)
     tags: frozenset[str] = frozenset()
@@ -195,28 +201,37 @@ def _apply(state: LeadState, event: Event, model: Model) -> None:
     for rule in rules:
         if not rule.matches(event, tags):
             continue
-        if rule.repeat_within_ms is not None and not _repeats(state, rule, t):
+        if rule.repeat_within_ms is not None:
+            for repeat in _repeats(state, model, rule, t, tiebreak):
+                _credit(state, model, rule, repeat)
             continue
         if rule.once:
             if rule.name in state.fired:
                 _move_once(state, model, rule, t)
                 continue
             state.fired[rule.name] = t
-        state.tags.update(rule.tags)
-        # a late event's points are decayed to the lead's clock instead of decaying the score
-        share, credited_at = 1.0, t
-        if rule.cap_points is not None:
-            allowed, credited_at = _within_cap(state, rule, t)
-            share = allowed / rule.points if rule.points else 0.0
-        for category, points in rule.counts_toward:
-            book, half_life, cap = _book(state, model, category)
-            worth = decay_factor(state.as_of - credited_at, half_life)
-            _earn(book, rule, points * share, worth, cap)
+        _credit(state, model, rule, t)
 
 
-def _earn(book: _Book, rule: Rule, points: float, worth: float, cap: float | None) -> None:
-    """Credit a rule's points, worth `worth` of them at the lead's clock, to a score."""
-    earned = _within_total_cap(book, cap, points * worth if rule.decays else points)
+def _credit(state: LeadState, model: Model, rule: Rule, t: int) -> None:
+    """Credit a rule's points for an event at `t`: its tags, and its points (up to its
+    cap in the event's window) to every score it counts towards, decayed to the lead's
+    clock (a late event's points are decayed instead of the score)."""
+    state.tags.update(rule.tags)
+    share, credited_at = 1.0, t
+    if rule.cap_points is not None:
+        allowed, credited_at = _within_cap(state, model, rule, t)
+        share = allowed / rule.points if rule.points else 0.0
+    for category, points in rule.counts_toward:
+        book, half_life = _book(state, model, category)
+        worth = decay_factor(state.as_of - credited_at, half_life)
+        _earn(book, rule, points * share, worth)
+
+
+def _earn(book: _Book, rule: Rule, points: float, worth: float) -> None:
+    """Credit a rule's points, worth `worth` of them at the lead's clock, to a score
+    (uncapped: a cap on the score's total applies when it is read)."""
+    earned = points * worth if rule.decays else points
     if rule.decays:
         book.engagement += earned
     else:
@@ -228,15 +243,57 @@ def _earn(book: _Book, rule: Rule, points: float, worth: float, cap: float | Non
         book.contributions[rule.name] = (before[0] + at_event_time, before[1] + earned)
 
 
-def _repeats(state: LeadState, rule: Rule, t: int) -> bool:
-    """Remember this match; True if another one came at most `repeat_within_ms` before."""
-    assert rule.repeat_within_ms is not None
-    times = state.matched.setdefault(rule.name, [])
-    repeated = any(0 <= t - before <= rule.repeat_within_ms for before in times)
-    times.append(t)
-    times.sort()
-    del times[:-REPEAT_MEMORY]
-    return repeated
+def _requested(state: LeadState, t: int) -> None:
+    """A request (speed-to-lead starts) at `t`: the first request is the earliest, and
+    the first response the earliest at or after it, whatever the arrival order."""
+    if state.first_request_at is not None and t >= state.first_request_at:
+        return
+    state.first_request_at = t
+    answers = [r for r in state.early_responses if r >= t]
+    if answers:
+        first = min(answers)
+        if state.first_response_at is None or first < state.first_response_at:
+            state.first_response_at = first
+        state.early_responses = [r for r in state.early_responses if r < t]
+
+
+def _responded(state: LeadState, t: int, lateness_ms: int) -> None:
+    """A response at `t`: the first response if after the first request; kept if before
+    it (or before any request), for a request that may arrive late."""
+    if state.first_request_at is not None and t >= state.first_request_at:
+        if state.first_response_at is None or t < state.first_response_at:
+            state.first_response_at = t
+        return
+    early = state.early_responses
+    if t not in early:
+        early.append(t)
+        early.sort()
+    oldest = state.last_activity - lateness_ms
+    state.early_responses = [r for r in early if r >= oldest][-EARLY_RESPONSES:]
+
+
+def _repeats(state: LeadState, model: Model, rule: Rule, t: int, tiebreak: int) -> list[int]:
+    """Remember this match of a `repeat_within` rule; return the times of the matches to
+    credit now: this one if another match came at most `repeat_within_ms` before it, and
+    the later matches, not credited yet, that this one (arriving late) makes repeats.
+
+    Matches are ordered by (time, tiebreak), so at equal times exactly one is the later.
+    Those older than the allowed lateness (plus the window) are forgotten."""
+    within = rule.repeat_within_ms
+    assert within is not None
+    matches = state.matched.setdefault(rule.name, [])
+    me = (t, tiebreak)
+    repeated = any((m[0], m[1]) < me and t - m[0] <= within for m in matches)
+    credit = [t] if repeated else []
+    for i, (at, order, credited) in enumerate(matches):
+        if not credited and me < (at, order) and at - t <= within:
+            matches[i] = (at, order, True)
+            credit.append(at)
+    matches.append((t, tiebreak, repeated))
+    matches.sort()
+    oldest = state.last_activity - model.allowed_lateness_ms - within
+    state.matched[rule.name] = [m for m in matches if m[0] >= oldest][-REPEAT_MEMORY:]
+    return credit
 
 
 def _move_once(state: LeadState, model: Model, rule: Rule, t: int) -> None:
@@ -249,7 +306,7 @@ def _move_once(state: LeadState, model: Model, rule: Rule, t: int) -> None:
     if not rule.decays:
         return
     for name, _ in rule.counts_toward:
-        book, half_life, _cap = _book(state, model, name)
+        book, half_life = _book(state, model, name)
         if rule.name not in book.contributions:
             continue
         before = book.contributions[rule.name]  # what it earned, as of its event time
@@ -262,34 +319,27 @@ def _move_once(state: LeadState, model: Model, rule: Rule, t: int) -> None:
         book.contributions[rule.name] = (before[0], before[1] + gain)
 
 
-def _within_cap(state: LeadState, rule: Rule, t: int) -> tuple[float, int]:
+def _within_cap(state: LeadState, model: Model, rule: Rule, t: int) -> tuple[float, int]:
     """The rule's points that still fit its cap in the event's window of event time, and
     the time they count from: the window's start, so that which of a window's events
     came first changes nothing.
 
-    Windows are aligned to the epoch. The current and the previous window are remembered;
-    an event later than that counts as capped (it earns nothing).
+    Windows are aligned to the epoch. The points used in every window that ends within
+    the allowed lateness behind the lead's newest event are remembered; an event older
+    than that finds its window forgotten and counts as if it were the window's first.
     """
     assert rule.cap_points is not None
     assert rule.cap_window_ms is not None
-    window = t // rule.cap_window_ms
-    current = state.last_activity // rule.cap_window_ms
+    size = rule.cap_window_ms
+    window = t // size
     used = state.caps.setdefault(rule.name, {})
-    for old in [w for w in used if w < current - 1]:
-        del used[old]
-    if window < current - 1:
-        return 0.0, t
     spent = used.get(window, 0.0)
     allowed = max(0.0, min(abs(rule.points), rule.cap_points - spent))
     used[window] = spent + allowed
-    return math.copysign(allowed, rule.points), window * rule.cap_window_ms
-
-
-def _within_total_cap(book: _Book, cap: float | None, earned: float) -> float:
-    """Positive points only up to the cap on the score's total."""
-    if cap is None or earned <= 0:
-        return earned
-    return max(0.0, min(earned, cap - (book.engagement + book.fixed)))
+    oldest = (state.last_activity - model.allowed_lateness_ms) // size
+    for old in [w for w in used if w < oldest]:
+        del used[old]
+    return math.copysign(allowed, rule.points), window * size
 
 
 def _outputs(profile: ProfileKey, state: LeadState, cause: Cause, model: Model) -> list[Output]:
@@ -371,11 +421,13 @@ def _outputs(profile: ProfileKey, state: LeadState, cause: Cause, model: Model) 
         state.published_contact = contact
         state.published_tags = sorted_tags
         state.published_speed = speed
+        state.published_clip = state.engagement + state.fixed - engagement
         state.pending.clear()
         for moved in categories:
             published = state.categories[moved.name]
             published.published = moved.value
             published.published_level = moved.level
+            published.published_clip = published.engagement + published.fixed - moved.value
             published.pending.clear()
         change = outputs[-1]
         assert isinstance(change, ScoreChanged)
@@ -400,9 +452,11 @@ def _category_changes(
     changes = []
     for name, score in sorted(state.categories.items()):
         value = values[name]
+        raw = score.engagement + score.fixed
         earned = sum(score.pending.values())
         reasons = [Reason(rule, points) for rule, points in sorted(score.pending.items())]
-        reasons.append(Reason("decay", value - earned - score.published))
+        reasons.append(Reason("decay", raw - earned - score.published - score.published_clip))
+        reasons.append(Reason("cap", score.published_clip - (raw - value)))
         changes.append(
             CategoryChange(
                 name,
@@ -424,14 +478,18 @@ def _moved(score: CategoryScore, change: CategoryChange) -> bool:
 def _reasons(state: LeadState, fit: float, engagement: float) -> tuple[Reason, ...]:
     """Why the total moved since the last output; the points add up to the delta.
 
-    Rule points earned since then (decayed to `as_of`), the change in fit, and decay:
-    what the previously published engagement lost over the event time that passed.
+    Rule points earned since then (decayed to `as_of`), the change in fit, decay: what
+    the previously published engagement lost over the event time that passed, and cap:
+    the change in what the cap on the total takes off (the engagement's points are
+    summed uncapped and the cap applies to the sum).
     """
     earned = sum(state.pending.values())
-    previous_engagement = state.published_total - state.published_fit
+    raw = state.engagement + state.fixed
+    previous_raw = state.published_total - state.published_fit + state.published_clip
     parts = [Reason(rule, points) for rule, points in sorted(state.pending.items())]
     parts.append(Reason("fit", fit - state.published_fit))
-    parts.append(Reason("decay", engagement - earned - previous_engagement))
+    parts.append(Reason("decay", raw - earned - previous_raw))
+    parts.append(Reason("cap", state.published_clip - (raw - engagement)))
     return tuple(r for r in parts if abs(r.points) > 1e-9)
 
 
@@ -484,6 +542,8 @@ def _copy(state: LeadState, model: Model) -> LeadState:
         history=list(state.history),
         first_request_at=state.first_request_at,
         first_response_at=state.first_response_at,
+        early_responses=list(state.early_responses),
+        published_clip=state.published_clip,
         published_tags=state.published_tags,
         published_speed=state.published_speed,
         as_of=state.as_of,

@@ -45,6 +45,7 @@ class CategoryScore:
     pending: dict[str, float] = field(default_factory=dict)
     published: float = 0.0
     published_level: str | None = None
+    published_clip: float = 0.0  # what the category's cap took off the published value
 
     def copy(self) -> CategoryScore:
         return CategoryScore(
@@ -54,6 +55,7 @@ class CategoryScore:
             dict(self.pending),
             self.published,
             self.published_level,
+            self.published_clip,
         )
 
 
@@ -64,18 +66,23 @@ class LeadState:
     `as_of` is the lead's clock: the newest event time folded in, or the time of a
     time-driven change after it; `last_activity` is the newest event time. `engagement` is
     the decaying engagement score at `as_of` and `fixed` the points of rules exempt from
-    decay; `tags` are those set by engagement rules (sticky; fit tags are derived from
-    the attributes) and `fired` the once-per-lead rules that already counted, with the
-    time of the event that did. `caps` holds, per capped rule, the points it earned in its
-    current and previous window of event time; `matched` the last times a `repeat_within`
-    rule matched. `counts` counts requests, forms and answered calls, `visits` holds the
-    last visit times, and `kept` is the furthest `keep` stage reached. `contributions` maps
+    decay, both before the model's cap on the total (which is applied when they are read,
+    so that where the cap clips does not depend on the order of events); `tags` are those
+    set by engagement rules (sticky; fit tags are derived from the attributes) and `fired`
+    the once-per-lead rules that already counted, with the time of the event that did.
+    `caps` holds, per capped rule, the points it earned in each window of event time within
+    the allowed lateness; `matched`, per `repeat_within` rule, its matches within the
+    allowed lateness as (event time, tie-break, credited). `counts` counts requests, forms
+    and answered calls, `visits` holds the last visit times, and `kept` is the furthest
+    `keep` stage reached. `early_responses` are responses (speed-to-lead) earlier than the
+    first request, which an earlier request arriving late may make the first response. `contributions` maps
     each rule to (points earned, what they are worth at `as_of`): the engagement is the sum
     of the second column. `history` keeps the last published changes, newest last.
     `attributes` maps a profile attribute to (value, event time it was set), so that the
     latest value wins by event time, not by arrival order. The `published_*` fields are
     what the last output said, so the next output can report a delta and its reasons;
-    `pending` holds rule points earned since then, decayed to `as_of` like `engagement`.
+    `pending` holds rule points earned since then, decayed to `as_of` like `engagement`;
+    `published_clip` is what the cap took off the published engagement.
     `categories` holds the scores of the model's categories the lead earned points in.
     """
 
@@ -98,7 +105,7 @@ class LeadState:
     tags: set[str] = field(default_factory=set)
     fired: dict[str, int] = field(default_factory=dict)
     caps: dict[str, dict[int, float]] = field(default_factory=dict)
-    matched: dict[str, list[int]] = field(default_factory=dict)
+    matched: dict[str, list[tuple[int, int, bool]]] = field(default_factory=dict)
     counts: dict[str, int] = field(default_factory=dict)
     visits: list[int] = field(default_factory=list)
     kept: str | None = None
@@ -106,6 +113,8 @@ class LeadState:
     history: list[Change] = field(default_factory=list)
     first_request_at: int | None = None
     first_response_at: int | None = None
+    early_responses: list[int] = field(default_factory=list)
+    published_clip: float = 0.0
     published_tags: tuple[str, ...] = ()
     published_speed: int | None = None
     categories: dict[str, CategoryScore] = field(default_factory=dict)

@@ -40,18 +40,22 @@ def lead_facts(
     if elapsed > 0:
         engagement = state.engagement * decay_factor(elapsed, model.half_life_ms) + state.fixed
         categories = {
-            name: score.engagement * decay_factor(elapsed, model.category(name).half_life_ms)
-            + score.fixed
+            name: capped(
+                score.engagement * decay_factor(elapsed, model.category(name).half_life_ms)
+                + score.fixed,
+                model.category(name).cap,
+            )
             for name, score in state.categories.items()
             if model.has_category(name)  # a category removed from the model is ignored
         }
     else:  # at the lead's clock nothing has decayed (the same floats as a factor of 1.0)
         engagement = state.engagement + state.fixed
         categories = {
-            name: score.engagement + score.fixed
+            name: capped(score.engagement + score.fixed, model.category(name).cap)
             for name, score in state.categories.items()
             if model.has_category(name)
         }
+    engagement = capped(engagement, model.engagement_cap)
     facts = LeadFacts(
         fit.points + engagement,
         fit.points,
@@ -64,6 +68,12 @@ def lead_facts(
         categories,
     )
     return facts, fit
+
+
+def capped(raw: float, cap: float | None) -> float:
+    """A score as read: its points (decayed) up to its cap. The state keeps the sum
+    uncapped, so that where the cap clips does not depend on the order of events."""
+    return raw if cap is None or raw <= cap else cap
 
 
 def fit_of(state: LeadState, model: Model) -> Fit:

@@ -87,7 +87,11 @@ def encode_compact(state: LeadState) -> bytes:
             sorted(state.tags),
             [x for rule, at in state.fired.items() for x in (rule, t - at)],
             [x for rule, used in state.caps.items() for x in (rule, _flat(used))],
-            [x for rule, times in state.matched.items() for x in (rule, [t - m for m in times])],
+            [
+                x
+                for rule, matches in state.matched.items()
+                for x in (rule, [y for at, order, hit in matches for y in (t - at, order, hit)])
+            ],
             _flat(state.counts),
             [t - v for v in state.visits],
             state.kept,
@@ -104,6 +108,8 @@ def encode_compact(state: LeadState) -> bytes:
             None if state.first_response_at is None else t - state.first_response_at,
             list(state.published_tags),
             state.published_speed,
+            [t - r for r in state.early_responses],
+            state.published_clip,
             [
                 x
                 for name, c in state.categories.items()
@@ -113,6 +119,7 @@ def encode_compact(state: LeadState) -> bytes:
                     c.fixed,
                     c.published,
                     c.published_level,
+                    c.published_clip,
                     _flat(c.pending),
                     [
                         y
@@ -136,7 +143,7 @@ def encode_compact(state: LeadState) -> bytes:
 
 _array_header = msgpack.Packer(autoreset=True).pack_array_header
 _HEAD_FIELDS = 24  # the fields before the history
-_TAIL_FIELDS = 5  # the fields after it
+_TAIL_FIELDS = 7  # the fields after it
 _HEAD_HEADER = _array_header(_HEAD_FIELDS)  # what packing each part alone put before it
 _TAIL_HEADER = _array_header(_TAIL_FIELDS)
 _STATE_HEADER = _array_header(_HEAD_FIELDS + 1 + _TAIL_FIELDS)
@@ -162,6 +169,12 @@ def _history(t: int, history: list[Change]) -> bytes:
 def _decode_compact(raw: bytes) -> LeadState:
     if raw[:1] != COMPACT:
         raise LeadscoreError(f"a stored state's frame starts with {raw[:1]!r}, not a compact state")
+    fields = _unpack(raw[1:])
+    if len(fields) != _HEAD_FIELDS + 1 + _TAIL_FIELDS:
+        raise LeadscoreError(
+            f"a stored state has {len(fields)} fields, not {_HEAD_FIELDS + 1 + _TAIL_FIELDS}: "
+            "it was written by another version of leadscore"
+        )
     (
         t,
         engagement,
@@ -192,8 +205,10 @@ def _decode_compact(raw: bytes) -> LeadState:
         first_response_at,
         published_tags,
         published_speed,
+        early_responses,
+        published_clip,
         categories,
-    ) = _unpack(raw[1:])
+    ) = fields
     return LeadState(
         engagement=engagement,
         fixed=fixed,
@@ -217,7 +232,14 @@ def _decode_compact(raw: bytes) -> LeadState:
         tags=set(tags),
         fired={fired[i]: t - fired[i + 1] for i in range(0, len(fired), 2)},
         caps={caps[i]: _pairs(caps[i + 1]) for i in range(0, len(caps), 2)},
-        matched={matched[i]: [t - m for m in matched[i + 1]] for i in range(0, len(matched), 2)},
+        matched={
+            matched[i]: [
+                (t - m[j], m[j + 1], m[j + 2])
+                for m in (matched[i + 1],)
+                for j in range(0, len(m), 3)
+            ]
+            for i in range(0, len(matched), 2)
+        },
         counts=_pairs(counts),
         visits=[t - v for v in visits],
         kept=kept,
@@ -237,16 +259,19 @@ def _decode_compact(raw: bytes) -> LeadState:
         first_response_at=None if first_response_at is None else t - first_response_at,
         published_tags=tuple(published_tags),
         published_speed=published_speed,
+        early_responses=[t - r for r in early_responses],
+        published_clip=published_clip,
         categories={
             categories[i]: CategoryScore(
                 categories[i + 1],
                 categories[i + 2],
-                _triples(categories[i + 6]),
-                _pairs(categories[i + 5]),
+                _triples(categories[i + 7]),
+                _pairs(categories[i + 6]),
                 categories[i + 3],
                 categories[i + 4],
+                categories[i + 5],
             )
-            for i in range(0, len(categories), 7)
+            for i in range(0, len(categories), 8)
         },
     )
 

@@ -75,9 +75,10 @@ class LeadState:
     allowed lateness as (event time, tie-break, credited). `counts` counts requests, forms
     and answered calls, `visits` holds the last visit times, and `kept` is the furthest
     `keep` stage reached. `early_responses` are responses (speed-to-lead) earlier than the
-    first request, which an earlier request arriving late may make the first response. `contributions` maps
-    each rule to (points earned, what they are worth at `as_of`): the engagement is the sum
-    of the second column. `history` keeps the last published changes, newest last.
+    first request, which an earlier request arriving late may make the first response.
+    `contributions` maps each rule to (points earned, what they are worth at `as_of`): the
+    engagement is the sum of the second column. `history` keeps the last published
+    changes, newest last.
     `attributes` maps a profile attribute to (value, event time it was set), so that the
     latest value wins by event time, not by arrival order. The `published_*` fields are
     what the last output said, so the next output can report a delta and its reasons;

@@ -343,49 +343,70 @@ def _within_cap(state: LeadState, model: Model, rule: Rule, t: int) -> tuple[flo
 
 
 def _outputs(profile: ProfileKey, state: LeadState, cause: Cause, model: Model) -> list[Output]:
-    """Compare the state with what was last published and emit what changed."""
+    """Emit what changed since the last output, and record it as published."""
+    diff = changes(profile, state, cause, model)
+    record_published(state, diff)
+    return diff.outputs
+
+
+@dataclass(slots=True)
+class Diff:
+    """What a state shows that its last outputs did not: the outputs to publish (a stage
+    transition, then a score change, either or both or none) and the furthest `keep`
+    stage reached, counting the stage now."""
+
+    outputs: list[Output]
+    kept: str | None
+    transition: StageTransitioned | None = None
+    change: ScoreChanged | None = None
+
+
+def changes(profile: ProfileKey, state: LeadState, cause: Cause, model: Model) -> Diff:
+    """Compare the state with what was last published (pure: the state is only read).
+
+    A StageTransitioned when the stage differs; a ScoreChanged with it, or when the total
+    rounded to a tenth, the grade, consent, tags, speed-to-lead or a category's value or
+    level moved. Output ids derive from the cause and the output's index."""
     facts, _ = lead_facts(state, model)
     fit, engagement, total, tags = facts.fit, facts.engagement, facts.total, facts.tags
     grade = model.grade(fit, engagement)
     stage = model.stage(facts, state.kept)
-    if stage.keep and model.stage_index(stage.name) > model.stage_index(state.kept):
-        state.kept = stage.name
+    kept = state.kept
+    if stage.keep and model.stage_index(stage.name) > model.stage_index(kept):
+        kept = stage.name
     sorted_tags = tuple(sorted(tags))
     speed = state.speed_to_lead_ms
     contact = state.consent[0] if state.consent else model.contact_allowed_by_default
     categories = _category_changes(state, model, facts.categories)
-    outputs: list[Output] = []
+    diff = Diff([], kept)
 
     if stage.name != state.stage:
         previous = state.stage
         conditions, explanation = stage.why(facts)
-        outputs.append(
-            StageTransitioned(
-                event_id=output_id(profile, cause.event_id, "stage_transitioned", len(outputs)),
-                profile=profile,
-                occurred_at=cause.occurred_at,
-                as_of=state.as_of,
-                model_version=model.version,
-                cause_event_id=cause.event_id,
-                from_stage=previous,
-                to_stage=stage.name,
-                reason=cause.trigger or _transition_reason(model, previous, stage.name),
-                fit=fit,
-                engagement=engagement,
-                total=total,
-                time_in_previous_stage_ms=(
-                    state.as_of - state.stage_since if state.stage_since is not None else None
-                ),
-                inactive_for_ms=state.as_of - state.last_activity if cause.trigger else None,
-                conditions=conditions,
-                explanation=explanation,
-            )
+        diff.transition = StageTransitioned(
+            event_id=output_id(profile, cause.event_id, "stage_transitioned", 0),
+            profile=profile,
+            occurred_at=cause.occurred_at,
+            as_of=state.as_of,
+            model_version=model.version,
+            cause_event_id=cause.event_id,
+            from_stage=previous,
+            to_stage=stage.name,
+            reason=cause.trigger or _transition_reason(model, previous, stage.name),
+            fit=fit,
+            engagement=engagement,
+            total=total,
+            time_in_previous_stage_ms=(
+                state.as_of - state.stage_since if state.stage_since is not None else None
+            ),
+            inactive_for_ms=state.as_of - state.last_activity if cause.trigger else None,
+            conditions=conditions,
+            explanation=explanation,
         )
-        state.stage = stage.name
-        state.stage_since = state.as_of
+        diff.outputs.append(diff.transition)
 
     if (
-        outputs
+        diff.transition is not None
         or round(total, 1) != round(state.published_total, 1)
         or grade != state.published_grade
         or contact != state.published_contact
@@ -393,56 +414,65 @@ def _outputs(profile: ProfileKey, state: LeadState, cause: Cause, model: Model) 
         or speed != state.published_speed
         or any(_moved(state.categories[c.name], c) for c in categories)
     ):
-        outputs.append(
-            ScoreChanged(
-                event_id=output_id(profile, cause.event_id, "score_changed", len(outputs)),
-                profile=profile,
-                occurred_at=cause.occurred_at,
-                as_of=state.as_of,
-                model_version=model.version,
-                cause_event_id=cause.event_id,
-                fit=fit,
-                engagement=engagement,
-                total=total,
-                previous_total=state.published_total,
-                delta=total - state.published_total,
-                grade=grade,
-                stage=stage.name,
-                reasons=_reasons(state, fit, engagement),
-                contact_allowed=contact,
-                speed_to_lead_ms=speed,
-                tags=sorted_tags,
-                categories=categories,
-            )
+        diff.change = ScoreChanged(
+            event_id=output_id(profile, cause.event_id, "score_changed", len(diff.outputs)),
+            profile=profile,
+            occurred_at=cause.occurred_at,
+            as_of=state.as_of,
+            model_version=model.version,
+            cause_event_id=cause.event_id,
+            fit=fit,
+            engagement=engagement,
+            total=total,
+            previous_total=state.published_total,
+            delta=total - state.published_total,
+            grade=grade,
+            stage=stage.name,
+            reasons=_reasons(state, fit, engagement),
+            contact_allowed=contact,
+            speed_to_lead_ms=speed,
+            tags=sorted_tags,
+            categories=categories,
         )
-        state.published_total = total
-        state.published_fit = fit
-        state.published_grade = grade
-        state.published_contact = contact
-        state.published_tags = sorted_tags
-        state.published_speed = speed
-        state.published_clip = state.engagement + state.fixed - engagement
-        state.pending.clear()
-        for moved in categories:
-            published = state.categories[moved.name]
-            published.published = moved.value
-            published.published_level = moved.level
-            published.published_clip = published.engagement + published.fixed - moved.value
-            published.pending.clear()
-        change = outputs[-1]
-        assert isinstance(change, ScoreChanged)
-        state.history.append(
-            Change(
-                state.as_of,
-                cause.event_id,
-                round(total, 2),
-                round(change.delta, 2),
-                stage.name,
-                tuple((r.rule, round(r.points, 2)) for r in change.reasons),
-            )
+        diff.outputs.append(diff.change)
+    return diff
+
+
+def record_published(state: LeadState, diff: Diff) -> None:
+    """Record a diff's outputs as what was last published: the next diff is taken
+    against them (the stage, the published figures, the history `inspect` shows)."""
+    state.kept = diff.kept
+    if diff.transition is not None:
+        state.stage = diff.transition.to_stage
+        state.stage_since = state.as_of
+    change = diff.change
+    if change is None:
+        return
+    state.published_total = change.total
+    state.published_fit = change.fit
+    state.published_grade = change.grade
+    state.published_contact = change.contact_allowed
+    state.published_tags = change.tags
+    state.published_speed = change.speed_to_lead_ms
+    state.published_clip = state.engagement + state.fixed - change.engagement
+    state.pending.clear()
+    for moved in change.categories:
+        published = state.categories[moved.name]
+        published.published = moved.value
+        published.published_level = moved.level
+        published.published_clip = published.engagement + published.fixed - moved.value
+        published.pending.clear()
+    state.history.append(
+        Change(
+            state.as_of,
+            change.cause_event_id,
+            round(change.total, 2),
+            round(change.delta, 2),
+            change.stage,
+            tuple((r.rule, round(r.points, 2)) for r in change.reasons),
         )
-        del state.history[:-HISTORY]
-    return outputs
+    )
+    del state.history[:-HISTORY]
 
 
 def _category_changes(

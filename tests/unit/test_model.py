@@ -129,6 +129,13 @@ def _rule(d: dict[str, Any], i: int = 0) -> dict[str, Any]:
         ),
         (lambda d: d["engagement"].update(cap=0), "engagement.cap"),
         (lambda d: _rule(d).update(repeat_within="often"), "engagement.rules[0].repeat_within"),
+        (
+            lambda d: _rule(d).update(once=True, cap={"points": 5, "per": "1d"}),
+            "engagement.rules[0].once",
+        ),
+        (lambda d: _rule(d).update(once=True, repeat_within="7d"), "engagement.rules[0].once"),
+        (lambda d: _rule(d).update(name="cap"), "engagement.rules[0].name"),
+        (lambda d: d.update(allowed_lateness="a week"), "allowed_lateness"),
         (lambda d: d.update(speed_to_lead={"requests": []}), "speed_to_lead.requests"),
         (
             lambda d: d["fit"]["rules"][1]["when"].update(in_list="nope"),

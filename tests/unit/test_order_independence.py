@@ -311,3 +311,48 @@ def test_a_repeated_request_is_credited_when_the_repeat_arrives_first() -> None:
     assert math.isclose(fa.total, fb.total, rel_tol=1e-12)
     assert model.grade(fa.fit, fa.engagement) == model.grade(fb.fit, fb.engagement)
     assert a.contributions["repeated_request"][0] == b.contributions["repeated_request"][0] == 15
+
+
+def capped_visits_model(lateness: str) -> Model:
+    return parse_model(
+        {
+            "version": "t",
+            "allowed_lateness": lateness,
+            "engagement": {
+                "half_life_days": 7,
+                "rules": [
+                    {
+                        "name": "page_visit",
+                        "when": {"type": "visit"},
+                        "points": 2,
+                        "decay": False,
+                        "cap": {"points": 3, "per": "1d"},
+                    }
+                ],
+            },
+            "grades": {"fit": {"A": 3, "B": 2, "C": 1}, "engagement": {"1": 3, "2": 2, "3": 1}},
+            "stages": [{"name": "visitor"}],
+        }
+    )
+
+
+def test_an_event_later_than_the_allowed_lateness_is_counted_and_its_window_forgotten() -> None:
+    """The documented rule: an event further behind the lead's newest event than the
+    allowed lateness is still scored (decayed like any late event), counted as late, and
+    a capped rule finds that window's memory gone: it counts as the window's first."""
+    model = capped_visits_model("2d")
+    early = [visit("a1", BASE), visit("a2", BASE + 1)]  # 2 + 1 points: the cap of 3
+    newest = visit("b", BASE + 5 * DAY)
+    in_order = score(LEAD, None, [*early, newest], model)
+    assert in_order.late == 0
+    assert in_order.state.fixed == 3 + 2
+    first = score(LEAD, None, [early[0], newest], model)
+    late = score(LEAD, first.state, [early[1]], model)
+    assert late.late == 1
+    assert late.state.fixed == 2 + 2 + 2  # its window (3 days behind) was forgotten
+    # within the allowed lateness the window is remembered: the same set, the same total
+    model = capped_visits_model("7d")
+    first = score(LEAD, None, [early[0], newest], model)
+    late = score(LEAD, first.state, [early[1]], model)
+    assert late.late == 0
+    assert late.state.fixed == 3 + 2

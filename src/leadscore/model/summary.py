@@ -13,6 +13,8 @@ def summarize(model: Model) -> list[str]:
     cap = f", capped at {model.engagement_cap:g}" if model.engagement_cap else ""
     lines = [
         f"model {model.version}: valid",
+        f"allowed lateness {model.allowed_lateness_ms / _DAY_MS:g} days: an event up to this "
+        "far behind the lead's newest is scored as if it had come in order",
         f"engagement (half-life {model.half_life_ms / _DAY_MS:g} days{cap}):",
     ]
     lines += [_rule(rule) for rule in model.rules]

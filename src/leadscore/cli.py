@@ -301,6 +301,16 @@ def main() -> None:
     "stands still (ISO 8601 or epoch milliseconds). Default: when the worker starts.",
 )
 @option(
+    "--partition-idle",
+    default="500ms",
+    show_default=True,
+    help="Event-time alignment: while catching up a backlog, records of the input "
+    "partitions are taken in timestamp order across them, so that no topic runs ahead of "
+    "another and turns its events late; a partition with more to read but nothing fetched "
+    "yet holds the others back for at most this long. Caught-up partitions hold nothing "
+    "back. 0 takes records as fetched.",
+)
+@option(
     "--startup-timeout",
     default="30s",
     show_default=True,
@@ -372,6 +382,7 @@ def _worker_settings(o: dict[str, Any]) -> tuple[Settings, Any]:
                 state_cache=o["state_cache"],
                 clock_speed=o["clock_speed"],
                 clock_start_ms=parse_time_ms(o["clock_start"]) if o["clock_start"] else None,
+                partition_idle_ms=parse_duration_ms(o["partition_idle"]),
                 startup_timeout_s=parse_duration_ms(o["startup_timeout"]) / 1000,
                 wait_for_services=o["wait_for_services"],
             ),

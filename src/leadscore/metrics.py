@@ -90,6 +90,12 @@ class Metrics:
             buckets=(60, 300, 900, 1800, 3600, 4 * 3600, 86400, 3 * 86400, 7 * 86400),
             registry=r,
         )
+        self.partition_wait = Counter(
+            "leadscore_partition_wait_seconds",
+            "Time spent waiting for an input partition behind the others in event time "
+            "(records not fetched yet), see --partition-idle.",
+            registry=r,
+        )
         self.consumer_lag = Gauge(
             "leadscore_consumer_lag_messages",
             "Messages behind the end of each assigned partition.",

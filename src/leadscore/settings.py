@@ -193,6 +193,7 @@ class WorkerSettings:
     state_cache: int = 100_000
     clock_speed: float = 1.0
     clock_start_ms: int | None = None
+    partition_idle_ms: int = 500
     startup_timeout_s: float = 30.0
     wait_for_services: bool = False
 

@@ -197,7 +197,11 @@ class Worker:
                 return
             self.redis_ok = True
             self.consumer = InputConsumer(
-                s.kafka.consumer_config(), list(self.decoders), on_revoke=self._revoked
+                s.kafka.consumer_config(),
+                list(self.decoders),
+                on_revoke=self._revoked,
+                partition_idle_s=s.worker.partition_idle_ms / 1000,
+                on_wait=self.metrics.partition_wait.inc,
             )
             stack.callback(self._leave_group)
             self.publisher = self._publisher()

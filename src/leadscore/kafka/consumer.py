@@ -3,12 +3,21 @@
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, TopicPartition
+from confluent_kafka import (
+    OFFSET_BEGINNING,
+    TIMESTAMP_NOT_AVAILABLE,
+    Consumer,
+    KafkaError,
+    KafkaException,
+    TopicPartition,
+)
 
 from leadscore.errors import KafkaFatal, KafkaUnavailable
+from leadscore.kafka.alignment import Alignment
 from leadscore.kafka.client_log import client_config, client_error
 
 log = logging.getLogger(__name__)
@@ -32,6 +41,18 @@ class InputConsumer:
 
     `on_assign` and `on_revoke` are called (inside `poll_batch`) with the partitions that
     arrive or leave, so the caller can drop what it cached for them.
+
+    With `partition_idle_s` > 0, the records of the owned partitions are handed out in
+    event-time order across them (kafka/alignment.py): fetched records are buffered per
+    partition, and a partition with more to read but nothing fetched holds the others
+    back for at most that long (`on_wait` is told how long each poll waited). The time is
+    the record timestamp (CreateTime), not the decoded `occurred_at`: it is there without
+    decoding, and the producers that matter set it to the event time (a producer that
+    leaves it to the client clock makes it the time of producing, close to the event time
+    for live events; a backfill should set it). A partition's buffer holds at most two
+    batches; past that its fetching pauses until one is left (fetching again takes a few
+    hundred milliseconds). Records not handed out are never committed (the worker commits
+    the offsets of those it processed) and are dropped when their partition leaves.
     """
 
     def __init__(
@@ -41,6 +62,8 @@ class InputConsumer:
         *,
         on_assign: Callable[[list[Partition]], None] = lambda _: None,
         on_revoke: Callable[[list[Partition]], None] = lambda _: None,
+        partition_idle_s: float = 0.0,
+        on_wait: Callable[[float], None] = lambda _: None,
     ) -> None:
         self._consumer = Consumer(
             {
@@ -58,6 +81,13 @@ class InputConsumer:
         self._assigned: set[Partition] = set()
         self._fatal: str | None = None
         self._paused = False
+        self._aligned: Alignment[Message] | None = (
+            Alignment(partition_idle_s) if partition_idle_s > 0 else None
+        )
+        self._on_wait = on_wait
+        self._limit = 2  # the most records buffered per partition: two batches
+        self._held: set[Partition] = set()  # paused: its buffer is full
+        self._sought: dict[Partition, int] = {}  # sought back to: nothing fetched since
         self.connected = False
         self._consumer.subscribe(
             list(topics), on_assign=self._assign, on_revoke=self._revoke, on_lost=self._revoke
@@ -73,15 +103,32 @@ class InputConsumer:
 
         (`consume(n, timeout)` alone waits until it has `n` records or the timeout ran
         out: at a moderate load every batch would wait the whole timeout.) Fetching
-        paused by `keep_alive()` resumes here.
+        paused by `keep_alive()` resumes here. Aligned, a partition waited for makes this
+        wait up to `idle_s` (the wait goes on in the next call).
         """
-        if self._paused:
-            self._consumer.resume([TopicPartition(t, p) for t, p in self._assigned])
-            self._paused = False
+        self._resume(max_messages)
+        aligned = self._aligned
+        if aligned is None:
+            return self._records(self._consume(max_messages, linger_s, idle_s))
+        started = time.monotonic()
+        self._buffer(self._consume(max_messages, linger_s, 0 if len(aligned) else idle_s))
+        waited = 0.0
+        while (wait := aligned.wait_s(self._more(), time.monotonic())) is not None:
+            timeout = min(wait, started + idle_s - time.monotonic())
+            if timeout <= 0:
+                break
+            before = time.monotonic()
+            self._buffer(self._consume(max_messages, 0, timeout))
+            waited += time.monotonic() - before
+        if waited:
+            self._on_wait(waited)
+        return aligned.take(max_messages, self._more(), time.monotonic())
+
+    def _consume(self, max_messages: int, linger_s: float, idle_s: float) -> list[Any]:
         consume = self._consumer.consume
         try:
             records = consume(max_messages, 0)
-            if not records:
+            if not records and idle_s > 0:
                 records = consume(1, idle_s)
                 if records and max_messages > 1:
                     records += consume(max_messages - 1, linger_s)
@@ -89,6 +136,9 @@ class InputConsumer:
             raise KafkaUnavailable(f"consume failed: {exc}") from exc
         if self._fatal:
             raise KafkaFatal(self._fatal)
+        return records
+
+    def _records(self, records: list[Any]) -> list[Message]:
         batch: list[Message] = []
         for record in records:
             error = record.error()
@@ -101,6 +151,74 @@ class InputConsumer:
             self.connected = True
             batch.append(_message(record))
         return batch
+
+    def _buffer(self, records: list[Any]) -> None:
+        """Add fetched records to their partitions' buffers (not those of partitions that
+        left meanwhile); pause the fetching of a partition whose buffer is full."""
+        aligned = self._aligned
+        assert aligned is not None
+        timestamps = {
+            (r.topic(), r.partition(), r.offset()): r.timestamp()
+            for r in records
+            if r.error() is None
+        }
+        added: set[Partition] = set()
+        for message in self._records(records):
+            partition = (message.topic, message.partition)
+            if partition not in self._assigned or message.offset < self._sought.get(partition, 0):
+                continue  # left meanwhile, or fetched before it was sought back
+            kind, timestamp = timestamps[(message.topic, message.partition, message.offset)]
+            aligned.add(partition, None if kind == TIMESTAMP_NOT_AVAILABLE else timestamp, message)
+            self._sought.pop(partition, None)
+            added.add(partition)
+        for partition in added:
+            if aligned.count(partition) >= self._limit:
+                self._hold(partition)
+
+    def _hold(self, partition: Partition) -> None:
+        """Pause a partition's fetching, and seek it back to the first record not kept in
+        its buffer: fetched records past the limit are dropped and fetched again later."""
+        aligned = self._aligned
+        assert aligned is not None
+        kept = aligned.buffered(partition)
+        tp = TopicPartition(*partition)
+        self._consumer.pause([tp])
+        self._held.add(partition)
+        try:
+            self._consumer.seek(TopicPartition(*partition, kept[self._limit - 1].offset + 1))
+        except KafkaException as exc:  # keep them all: the next are still fetched after them
+            log.warning("kafka consumer: seek failed (%s)", exc)
+            return
+        aligned.trim(partition, self._limit)
+        self._sought[partition] = kept[self._limit - 1].offset + 1
+
+    def _resume(self, max_messages: int) -> None:
+        """Resume the fetching paused by `keep_alive()`, and that of partitions whose
+        buffer is down to a batch."""
+        self._limit = 2 * max_messages
+        aligned = self._aligned
+        refill = {
+            p
+            for p in self._held
+            if p not in self._assigned or aligned is None or aligned.count(p) <= max_messages
+        }
+        self._held -= refill
+        resume = set(self._assigned) - self._held if self._paused else refill & self._assigned
+        if resume:
+            self._consumer.resume([TopicPartition(t, p) for t, p in resume])
+        self._paused = False
+
+    def _more(self) -> set[Partition]:
+        """The owned partitions with records not fetched yet (or not known not to have)."""
+        more: set[Partition] = set()
+        positions = self._consumer.position([TopicPartition(t, p) for t, p in self._assigned])
+        for tp in positions:
+            partition = (tp.topic, tp.partition)
+            position = self._sought.get(partition, tp.offset)
+            low, high = self._consumer.get_watermark_offsets(tp, cached=True)
+            if high < 0 or (position < 0 and high > low) or 0 <= position < high:
+                more.add(partition)
+        return more
 
     def commit(self, next_offsets: dict[Partition, int], *, wait: bool = True) -> None:
         """Commit the next offset to read of each partition; without `wait`, the request
@@ -139,7 +257,8 @@ class InputConsumer:
         """Serve group callbacks while a batch waits, without taking new messages.
 
         Fetching is paused until the next `poll_batch()`; a message that still arrives (from
-        a partition assigned just now) is sought back, so that it is consumed again then.
+        a partition assigned just now) is buffered (aligned) or sought back, so that it is
+        handed out by a later `poll_batch()`.
         """
         self._consumer.pause([TopicPartition(t, p) for t, p in self._assigned])
         self._paused = True
@@ -147,6 +266,9 @@ class InputConsumer:
             records = self._consumer.consume(100, 0)
         except KafkaException as exc:
             log.warning("kafka consumer: %s", exc)
+            return
+        if self._aligned is not None:
+            self._buffer(records)
             return
         first: dict[Partition, int] = {}
         for message in (_message(r) for r in records if r.error() is None):
@@ -156,17 +278,18 @@ class InputConsumer:
             self._consumer.seek(TopicPartition(topic, partition, offset))
 
     def lag(self) -> dict[Partition, int]:
-        """Records behind the end of each assigned partition.
+        """Records behind the end of each assigned partition (those fetched but not handed
+        out included).
 
         Built on the high watermarks carried in fetch responses (`cached=True`), which are
         right on every Kafka-protocol broker, not on a ListOffsets request.
         """
-        positions = self._consumer.position([TopicPartition(t, p) for t, p in self._assigned])
         lag: dict[Partition, int] = {}
-        for tp in positions:
-            _, high = self._consumer.get_watermark_offsets(tp, cached=True)
-            if high >= 0 and tp.offset >= 0:
-                lag[(tp.topic, tp.partition)] = max(high - tp.offset, 0)
+        for partition in self._assigned:
+            high = self.end_offset(partition)
+            position = self.position(partition)
+            if high is not None and position is not None:
+                lag[partition] = max(high - position, 0)
         return lag
 
     def end_offset(self, partition: Partition) -> int | None:
@@ -176,10 +299,17 @@ class InputConsumer:
         return high if high >= 0 else None
 
     def position(self, partition: Partition) -> int | None:
-        """The offset after the last message handed to the worker (None: none yet).
+        """The offset after the last message handed to the worker (None: none yet): the
+        first one fetched but not handed out yet, if any.
 
         Past a transaction's commit marker too, which is never handed out: the offset
         after a partition's last message is then one short of its end."""
+        if self._aligned is not None:
+            first = self._aligned.first(partition)
+            if first is not None:
+                return first.offset
+            if partition in self._sought:
+                return self._sought[partition]
         (tp,) = self._consumer.position([TopicPartition(*partition)])
         return int(tp.offset) if tp.offset >= 0 else None
 
@@ -200,6 +330,11 @@ class InputConsumer:
     def _revoke(self, _consumer: Any, partitions: list[TopicPartition]) -> None:
         removed = [(tp.topic, tp.partition) for tp in partitions]
         self._assigned.difference_update(removed)
+        if self._aligned is not None:  # their new owner reads them again
+            self._aligned.forget(removed)
+        for partition in removed:
+            self._sought.pop(partition, None)
+            self._held.discard(partition)  # resumed if it comes back
         log.info("revoked %s", _describe(removed))
         self._on_revoke(removed)
 

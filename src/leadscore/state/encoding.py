@@ -86,7 +86,7 @@ def encode_compact(state: LeadState) -> bytes:
             b"".join(state.recent),
             sorted(state.tags),
             [x for rule, at in state.fired.items() for x in (rule, t - at)],
-            [x for rule, used in state.caps.items() for x in (rule, _flat(used))],
+            [x for rule, used in state.caps.items() for x in (rule, _windows(used))],
             [
                 x
                 for rule, matches in state.matched.items()
@@ -231,7 +231,7 @@ def _decode_compact(raw: bytes) -> LeadState:
         recent=[recent[i : i + 8] for i in range(0, len(recent), 8)],
         tags=set(tags),
         fired={fired[i]: t - fired[i + 1] for i in range(0, len(fired), 2)},
-        caps={caps[i]: _pairs(caps[i + 1]) for i in range(0, len(caps), 2)},
+        caps={caps[i]: _used(caps[i + 1]) for i in range(0, len(caps), 2)},
         matched={
             matched[i]: [
                 (t - m[j], m[j + 1], m[j + 2])
@@ -318,6 +318,26 @@ def _unpack(raw: bytes) -> list[Any]:
 
 def _flat(mapping: dict[Any, Any]) -> list[Any]:
     return [x for pair in mapping.items() for x in pair]
+
+
+def _windows(used: dict[int, float]) -> list[Any]:
+    """A capped rule's used points per window: the newest window's index, then per window
+    its distance from it and the points (whole points as integers: a byte each, where a
+    double takes nine; a lead busy every hour of a week has 169 windows of a 1h cap)."""
+    if not used:
+        return []
+    newest = max(used)
+    flat: list[Any] = [newest]
+    for window, points in used.items():
+        flat += (newest - window, int(points) if points.is_integer() else points)
+    return flat
+
+
+def _used(flat: list[Any]) -> dict[int, float]:
+    if not flat:
+        return {}
+    newest = flat[0]
+    return {newest - flat[i]: float(flat[i + 1]) for i in range(1, len(flat), 2)}
 
 
 def _pairs(flat: list[Any]) -> dict[Any, Any]:

@@ -4,9 +4,6 @@ The others take its partitions over, and every lead ends as the pure core says i
 from __future__ import annotations
 
 import dataclasses
-import os
-import signal
-import subprocess
 import time
 from pathlib import Path
 from typing import Any
@@ -28,6 +25,7 @@ from tests.integration.conftest import (
     worker_environment,
     worker_process,
 )
+from tests.integration.proxy import FreezableProxy
 from tests.integration.workloads import one_topic_per_lead, pure_outcome
 from tests.kafka.apache import set_producer_quota
 from tests.records import now_ms
@@ -223,11 +221,13 @@ def test_a_batch_awaiting_acknowledgement_is_committed_before_its_partitions_lea
 def test_partitions_revoked_while_an_outage_holds_a_batch_are_published_by_their_new_owner(
     services: Services, tmp_path: Path
 ) -> None:
-    """Redis hangs while the first worker holds a batch; a second worker joins meanwhile
-    and takes half of the partitions. When Redis answers again, the first publishes only
-    the outputs of the partitions it still owns: the new owner replays the others (from
-    the outputs kept with the profiles, if the first wrote them), so nothing is sent
-    twice and every state is the reference's."""
+    """Redis hangs for the first worker while it holds a batch (a network partition
+    between them: a proxy that stops forwarding); a second worker joins meanwhile, which
+    reaches Redis, and takes half of the partitions. When Redis answers the first again,
+    it publishes only the outputs of the partitions it still owns: the new owner replays
+    the others (from the outputs kept with the profiles, if the first wrote them), so
+    nothing is sent twice and every state is the reference's. (A worker starting while
+    Redis hangs for every client would wait at its start-up check instead of joining.)"""
     first = one_topic_per_lead(
         events=800, leads=200, prefix="C", start=START, spacing_ms=100, seed=25
     )
@@ -235,9 +235,11 @@ def test_partitions_revoked_while_an_outage_holds_a_batch_are_published_by_their
         events=800, leads=200, prefix="D", start=START + 60_000, spacing_ms=100, seed=26
     )
     reference_ids, reference_states = pure_outcome(first + second, CLOCK)
-    with embedded_redis() as url, isolated_env(services, partitions=4) as env:
-        port = url.rsplit(":", 1)[1].split("/")[0]
-        redis_pid = int(subprocess.check_output(["pgrep", "-f", f"127.0.0.1:{port}"]).split()[0])
+    with (
+        embedded_redis() as url,
+        isolated_env(services, partitions=4) as env,
+        FreezableProxy(_address(url)).running() as proxy,
+    ):
         env = dataclasses.replace(env, redis=redis.Redis.from_url(url))
         variables = worker_environment(
             env,
@@ -247,12 +249,13 @@ def test_partitions_revoked_while_an_outage_holds_a_batch_are_published_by_their
             clock_speed="0",
             clock_start=str(CLOCK),
         )
+        through_proxy = {**variables, "LEADSCORE_REDIS_URL": f"redis://127.0.0.1:{proxy.port}/0"}
         logs = [tmp_path / "a.log", tmp_path / "b.log"]
-        workers = [worker_process(variables, logs[0].open("w"))]
+        workers = [worker_process(through_proxy, logs[0].open("w"))]
         try:
             env.produce([(env.topic(k), lead.encode(), v) for k, lead, v in first])
             wait_until(lambda: committed(env, 4) == len(first), timeout_s=60, what="first")
-            os.kill(redis_pid, signal.SIGSTOP)  # every Redis call times out
+            proxy.freeze()  # every Redis call of the first worker times out
             try:
                 env.produce([(env.topic(k), lead.encode(), v) for k, lead, v in second])
                 wait_until(lambda: "persist state failed" in logs[0].read_text(), what="held")
@@ -260,7 +263,7 @@ def test_partitions_revoked_while_an_outage_holds_a_batch_are_published_by_their
                 wait_until(lambda: "revoked" in logs[0].read_text(), what="a revocation")
                 wait_until(lambda: "assigned" in logs[1].read_text(), what="an assignment")
             finally:
-                os.kill(redis_pid, signal.SIGCONT)
+                proxy.thaw()
             wait_until(
                 lambda: (
                     committed(env, 4) == len(first) + len(second) and schedule_drained(env, CLOCK)
@@ -277,3 +280,8 @@ def test_partitions_revoked_while_an_outage_holds_a_batch_are_published_by_their
         assert {p: s.state for p, s in stored.items()} == reference_states
         assert set(ids) == reference_ids
         assert len(ids) == len(set(ids)), repeated_outputs(env, logs[0])
+
+
+def _address(url: str) -> tuple[str, int]:
+    host, port = url.split("//", 1)[1].split("/", 1)[0].rsplit(":", 1)
+    return host, int(port)

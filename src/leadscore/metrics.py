@@ -43,6 +43,13 @@ class Metrics:
             ["cause"],
             registry=r,
         )
+        self.events_late = Counter(
+            "leadscore_events_late",
+            "Events older than the model's allowed lateness behind their lead's newest event: "
+            "scored, but without the memory of caps, repeats and early responses for their "
+            "time (see the scoring docs).",
+            registry=r,
+        )
         self.outputs_produced = Counter(
             "leadscore_outputs_produced",
             "Output events acknowledged by the broker, by kind.",

@@ -105,6 +105,8 @@ class ProfileUpdates:
         )
         if result.duplicates:
             self.metrics.events_skipped.labels("event_id").inc(result.duplicates)
+        if result.late:
+            self.metrics.events_late.inc(result.late)
         if result.speed_to_lead_ms is not None and profile.is_lead:
             self.metrics.speed_to_lead.observe(result.speed_to_lead_ms / 1000)
         causes: dict[str, Positioned] = {}

@@ -123,6 +123,22 @@ def test_a_redelivered_event_id_changes_nothing(env: Env) -> None:
     assert stored(env, "L3").state.events == 2  # type: ignore[attr-defined]
 
 
+def test_an_event_later_than_the_allowed_lateness_is_scored_and_counted_as_late(
+    env: Env,
+) -> None:
+    day = 86_400_000
+    now = now_ms()
+    forms = [
+        encoded("FormSubmission", "L9", event_id="new", occurred_at=now - day),
+        encoded("FormSubmission", "L9", event_id="old", occurred_at=now - 9 * day),
+    ]
+    env.produce([(env.topic("forms"), b"L9", value) for value in forms])
+    handle = env.start_worker()
+    wait_until(lambda: env.committed()[env.topic("forms")] == 2, what="offsets committed")
+    assert stored(env, "L9").state.events == 2  # type: ignore[attr-defined]
+    assert handle.worker.metrics.events_late._value.get() == 1  # type: ignore[attr-defined]
+
+
 def test_restart_from_committed_offsets_double_counts_nothing(env: Env) -> None:
     t = now_ms() - 10_000
     env.produce(

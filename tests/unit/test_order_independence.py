@@ -23,7 +23,7 @@ from hypothesis import strategies as st
 from leadscore.events import Consent, Event, EventType, ProfileKey
 from leadscore.model import Model, default_model, parse_model
 from leadscore.scoring.outputs import ScoreChanged
-from leadscore.scoring.score import score
+from leadscore.scoring.score import advance, score
 from leadscore.scoring.state import LeadState
 from leadscore.scoring.timeline import lead_facts
 from leadscore.state.encoding import decode_state, encode_state
@@ -356,3 +356,37 @@ def test_an_event_later_than_the_allowed_lateness_is_counted_and_its_window_forg
     late = score(LEAD, first.state, [early[1]], model)
     assert late.late == 0
     assert late.state.fixed == 3 + 2
+
+
+def test_a_score_that_halves_exactly_onto_a_bound_changes_the_stage_at_the_same_time() -> None:
+    """10 points halve onto the bound 5 after one half-life: sums taken in another order
+    differ in their last bit (4.999999999999999 or 5.0), which decided whether the change
+    came at that millisecond or the next; a score within a billionth of a bound reaches it."""
+    model = parse_model(
+        {
+            "version": "t",
+            "engagement": {
+                "half_life_days": 1,
+                "rules": [{"name": "visit", "when": {"type": "visit"}, "points": 1}],
+            },
+            "categories": {
+                "a": {
+                    "half_life_days": 1,
+                    "rules": [{"name": "webinar", "when": {"type": "form"}, "points": 10}],
+                }
+            },
+            "grades": {"fit": {"A": 3, "B": 2, "C": 1}, "engagement": {"1": 3, "2": 2, "3": 1}},
+            "stages": [{"name": "visitor"}, {"name": "hot", "when": {"min_category": {"a": 5}}}],
+        }
+    )
+    form = Event(EventType.FORM, "f", BASE, "L1", None, form_id="webinar", completed_by="SELF")
+    visits = [
+        visit(f"v{i}", BASE + ms)
+        for i, ms in enumerate([9346501, 9378181, 14659444, 18913818, 33868962])
+    ]
+    ends = []
+    for arrival in ([form, *visits], [*visits, form]):
+        state = score(LEAD, None, arrival, model).state
+        ends.append(advance(LEAD, state, model, BASE + 2 * DAY).state)
+    assert ends[0].as_of == ends[1].as_of == BASE + DAY + 1
+    assert ends[0].stage == ends[1].stage == "visitor"

@@ -304,6 +304,16 @@ STAGE_CONDITIONS = (
 )
 _BOUNDS = {"total", "fit", "engagement"}
 COUNTED = ("requests", "forms", "answered_calls")
+# Scores are sums of decayed points, and two arrival orders sum them in another order:
+# the results may differ in their last bits. A score within this (relative) distance
+# below a bound counts as reaching it, so that an exact crossing (points that halve onto
+# a bound, as 10 points do onto 5 after one half-life) is decided alike in every order.
+TOLERANCE = 1e-9
+
+
+def at_least(bound: float) -> float:
+    """The lowest score that counts as reaching `bound` (see TOLERANCE)."""
+    return bound - TOLERANCE * max(1.0, abs(bound))
 
 
 def _stage_condition(
@@ -312,15 +322,16 @@ def _stage_condition(
     kind, _, name = key.partition("_")
     if kind in ("min", "max") and name in _BOUNDS:
         bound = _number(spec, where)
+        low = at_least(bound)
         timer = Threshold(name, bound) if name != "fit" else None
         if kind == "min":
             return StageCondition(
-                lambda f: float(getattr(f, name)) >= bound,
+                lambda f: float(getattr(f, name)) >= low,
                 lambda f: f"{name} {figure(getattr(f, name), bound)} >= {bound_text(bound)}",
                 timer,
             )
         return StageCondition(
-            lambda f: float(getattr(f, name)) < bound,
+            lambda f: float(getattr(f, name)) < low,
             lambda f: f"{name} {figure(getattr(f, name), bound)} < {bound_text(bound)}",
             timer,
         )
@@ -337,11 +348,10 @@ def _stage_condition(
             score = f.categories.get(category, 0.0)
             return f"category {category} {figure(score, bound)} {op} {bound_text(bound)}"
 
+        low = at_least(bound)
         if kind == "min":
-            return StageCondition(
-                lambda f: f.categories.get(category, 0.0) >= bound, describe, timer
-            )
-        return StageCondition(lambda f: f.categories.get(category, 0.0) < bound, describe, timer)
+            return StageCondition(lambda f: f.categories.get(category, 0.0) >= low, describe, timer)
+        return StageCondition(lambda f: f.categories.get(category, 0.0) < low, describe, timer)
     if key in ("has_tag", "lacks_tag"):
         tags = _choices(spec, None, where)
         if key == "has_tag":

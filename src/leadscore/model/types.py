@@ -13,6 +13,7 @@ from leadscore.model.conditions import (
     StageCondition,
     Threshold,
     Timer,
+    at_least,
 )
 
 FIT_MEMORY = 50_000  # attribute sets whose fit is remembered
@@ -140,7 +141,7 @@ class Category:
     def level(self, value: float) -> str | None:
         """The highest level `value` reaches, if any."""
         for name, lowest in self.levels:
-            if value >= lowest:
+            if value >= at_least(lowest):
                 return name
         return None
 
@@ -155,7 +156,7 @@ class GradeBands:
     def band(self, value: float) -> str:
         """The first band whose lower bound `value` reaches."""
         for name, lowest in self.bands:
-            if value >= lowest:
+            if value >= at_least(lowest):
                 return name
         return self.fallback
 

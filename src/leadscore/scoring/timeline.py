@@ -13,7 +13,14 @@ import math
 from dataclasses import dataclass
 
 from leadscore.model import Fit, Model
-from leadscore.model.conditions import Idle, LeadFacts, Threshold, Timer, VisitWindow
+from leadscore.model.conditions import (
+    Idle,
+    LeadFacts,
+    Threshold,
+    Timer,
+    VisitWindow,
+    at_least,
+)
 from leadscore.scoring.engagement import decay_factor
 from leadscore.scoring.state import LeadState
 
@@ -180,7 +187,8 @@ def _flips(timer: Timer, state: LeadState, model: Model, fit: Fit) -> list[tuple
         if timer.score == "total":
             rest += fit.points
         half_life = model.half_life_ms
-    crossing = _crossing(decaying, timer.bound - rest, half_life)
+    # the crossing of the lowest score that counts as reaching the bound
+    crossing = _crossing(decaying, at_least(timer.bound) - rest, half_life)
     if crossing is None:
         return []
     # float rounding may put the exact crossing a millisecond either way

@@ -28,14 +28,23 @@ _TOPIC_NAME = re.compile(r"^[A-Za-z0-9._-]{1,249}$")
 
 
 def redacted_url(url: str) -> str:
-    """The URL with any password replaced by `***`."""
+    """The URL with any password replaced by `***`: in its user part, and in a query
+    parameter (`?password=...`, which the Redis client also accepts)."""
     parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    user = parts.username or ""
-    host = parts.hostname or ""
-    port = f":{parts.port}" if parts.port else ""
-    return urlunsplit(parts._replace(netloc=f"{user}:***@{host}{port}"))
+    netloc = parts.netloc
+    userinfo, at, host = netloc.rpartition("@")
+    if at and ":" in userinfo:
+        netloc = f"{userinfo.split(':', 1)[0]}:***@{host}"
+    query = "&".join(
+        f"{name}=***" if name.lower() in _SECRET_PARAMETERS else item
+        for item in parts.query.split("&")
+        if item
+        for name in (item.split("=", 1)[0],)
+    )
+    return urlunsplit(parts._replace(netloc=netloc, query=query))
+
+
+_SECRET_PARAMETERS = {"password", "pass", "passwd"}
 
 
 @dataclass(frozen=True, slots=True)

@@ -6,7 +6,8 @@ settings and credentials: a metadata request to the brokers (which also lists th
 topics) and a PING to Redis. They are retried for up to the start-up timeout; then either
 the worker exits with one line per problem, each naming the setting to check, or, when
 told to wait for the services, it keeps checking and logs one line per problem per
-interval. A problem that retrying cannot fix (refused credentials) ends the wait at once.
+interval. A problem that retrying cannot fix (refused credentials) ends the check at
+once, unless told to keep waiting (credentials may be provisioned after the worker).
 """
 
 from __future__ import annotations
@@ -51,9 +52,15 @@ def wait_for_services(settings: Settings, store: StateStore, stop: threading.Eve
     keep_waiting = settings.worker.wait_for_services
     cluster = Cluster(settings.kafka.admin_config())
     started = last_report = time.monotonic()
+    noted: set[str] = set()
     for attempt in range(1_000_000_000):
         left = timeout_s - (time.monotonic() - started)
-        problems = check(settings, cluster, store, min(ATTEMPT_TIMEOUT_S, max(left, 0.5)))
+        notes: list[str] = []
+        problems = check(settings, cluster, store, min(ATTEMPT_TIMEOUT_S, max(left, 0.5)), notes)
+        for note in notes:
+            if note not in noted:
+                log.warning("%s", note)
+                noted.add(note)
         waited = time.monotonic() - started
         if stop.is_set():
             return False
@@ -73,9 +80,14 @@ def wait_for_services(settings: Settings, store: StateStore, stop: threading.Eve
 
 
 def check(
-    settings: Settings, cluster: Cluster, store: StateStore, timeout_s: float = ATTEMPT_TIMEOUT_S
+    settings: Settings,
+    cluster: Cluster,
+    store: StateStore,
+    timeout_s: float = ATTEMPT_TIMEOUT_S,
+    notes: list[str] | None = None,
 ) -> list[Problem]:
-    """Every problem found now, one per setting (the broker's answer awaited `timeout_s`)."""
+    """Every problem found now, one per setting (the broker's answer awaited `timeout_s`);
+    what is worth a warning but does not stop the start goes to `notes`."""
     kafka = settings.kafka
     problems: list[Problem] = []
     servers = f"--bootstrap-servers: no broker answered at {kafka.bootstrap_servers}"
@@ -103,12 +115,10 @@ def check(
             ("--output-topic", kafka.output_topic),
             ("--dlq-topic", kafka.dlq_topic),
         ):
-            if topic not in topics:
-                log.warning(
-                    "%s: %s does not exist yet: publishing waits until the broker creates it "
-                    "(auto.create.topics.enable) or it is created",
-                    name,
-                    topic,
+            if topic not in topics and notes is not None:
+                notes.append(
+                    f"{name}: {topic} does not exist yet: publishing waits until the "
+                    "broker creates it (auto.create.topics.enable) or it is created"
                 )
     url = redacted_url(settings.redis.url.value)
     try:

@@ -106,3 +106,21 @@ def test_partitions_that_leave_are_forgotten() -> None:
     a.forget([CLICKS])
     assert a.buffered(CLICKS) == []
     assert a.take(100, more=set(), now=0.0) == ["calls3"]
+
+
+def test_a_record_dated_far_ahead_does_not_push_its_partition_behind_the_others() -> None:
+    """A partition is ordered by its next record's own timestamp: after one record with a
+    far-future timestamp (a clock or unit mistake), its ordinary records still come in
+    their turn, not after every other partition's (nor held back by their backlog)."""
+    a = aligned(clicks=[10**13])
+    assert a.take(10, more=set(), now=0.0) == ["clicks10000000000000"]
+    for t in (1000, 1001):
+        a.add(CLICKS, t, f"clicks{t}")
+    for t in (2000, 2001):
+        a.add(CALLS, t, f"calls{t}")
+    assert a.take(10, more={CLICKS, CALLS}, now=0.1) == [
+        "clicks1000",
+        "clicks1001",
+        "calls2000",
+        "calls2001",
+    ]

@@ -135,6 +135,10 @@ def _rule(d: dict[str, Any], i: int = 0) -> dict[str, Any]:
         ),
         (lambda d: _rule(d).update(once=True, repeat_within="7d"), "engagement.rules[0].once"),
         (lambda d: _rule(d).update(name="cap"), "engagement.rules[0].name"),
+        (
+            lambda d: _rule(d).update(points=0, cap={"points": 5, "per": "1d"}),
+            "engagement.rules[0].cap",
+        ),
         (lambda d: d.update(allowed_lateness="a week"), "allowed_lateness"),
         (lambda d: d.update(speed_to_lead={"requests": []}), "speed_to_lead.requests"),
         (

@@ -47,6 +47,7 @@ def rules(draw: st.DrawFn, index: int, specials: tuple[str, ...]) -> dict[str, A
         rule["decay"] = False
     special = draw(st.sampled_from(["none", *specials]))
     if "cap" in special:
+        rule["points"] = rule["points"] or 1  # a rule worth 0 points takes no cap
         rule["cap"] = {
             "points": draw(st.integers(1, 20)),
             "per": draw(st.sampled_from(["1h", "1d"])),

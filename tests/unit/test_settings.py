@@ -16,6 +16,7 @@ from leadscore.settings import (
     Settings,
     parse_input_topics,
     parse_options,
+    redacted_url,
 )
 
 
@@ -125,3 +126,17 @@ def test_exactly_once_makes_a_transactional_producer_with_a_stable_id() -> None:
     assert "transactional.id" not in KafkaSettings().producer_config()
     explicit = KafkaSettings(processing_guarantee="exactly-once", transactional_id="tx-1")
     assert explicit.producer_config()["transactional.id"] == "tx-1"
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        ("redis://localhost:6379/0", "redis://localhost:6379/0"),
+        ("redis://app:s3cret@redis:6379/0", "redis://app:***@redis:6379/0"),
+        ("rediss://:s3cret@redis/0", "rediss://:***@redis/0"),
+        ("redis://redis/0?password=s3cret&db=1", "redis://redis/0?password=***&db=1"),
+        ("redis://app:s3cret@[::1]:6380/0", "redis://app:***@[::1]:6380/0"),
+    ],
+)
+def test_a_redis_url_is_shown_without_its_password(url: str, shown: str) -> None:
+    assert redacted_url(url) == shown

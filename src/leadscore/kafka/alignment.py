@@ -10,9 +10,10 @@ for at most `idle_s` (then the others go on without it: a slow partition never s
 the worker). A partition with nothing more to read (caught up) holds nothing back, so
 at a normal load nothing waits.
 
-Each partition's time is the highest timestamp of its records so far, so a record older
-than one before it in its partition (or one without a timestamp) takes the partition's
-time: the order within a partition never changes.
+A partition's records are taken in their order (never reordered within it); a partition
+is ordered among the others by its next record's own timestamp (one without a timestamp
+takes its partition's time, the highest so far), so that one record dated far in the
+future does not push every later record of its partition behind the others'.
 
 Pure: the consumer adapter feeds it records and says which partitions have more to read.
 """
@@ -40,8 +41,9 @@ class Alignment(Generic[T]):
 
     def add(self, partition: Partition, timestamp: int | None, item: T) -> None:
         """Buffer a record (after the partition's earlier ones)."""
-        time = max(timestamp if timestamp is not None else -1, self._times.get(partition, -1))
-        self._times[partition] = time
+        known = self._times.get(partition, -1)
+        time = timestamp if timestamp is not None and timestamp >= 0 else known
+        self._times[partition] = max(known, time)
         self._buffers.setdefault(partition, deque()).append((time, item))
         self._since.pop(partition, None)
 
@@ -68,7 +70,7 @@ class Alignment(Generic[T]):
             return []
         dropped = [buffer.pop()[1] for _ in range(len(buffer) - max(keep, 1))]
         dropped.reverse()
-        self._times[partition] = buffer[-1][0]
+        self._times[partition] = max(time for time, _ in buffer)
         return dropped
 
     def forget(self, partitions: Iterable[Partition]) -> None:

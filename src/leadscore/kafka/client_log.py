@@ -56,6 +56,8 @@ class Repeats(logging.Filter):
                 return False
             if len(self._seen) > 1000:  # forget what has not come back within the interval
                 self._seen = {k: v for k, v in self._seen.items() if now - v[0] < self.interval_s}
+                if len(self._seen) > 1000:  # a flood of distinct messages: start afresh
+                    self._seen.clear()
             self._seen[key] = (now, 0)
         record.msg, record.args = "%s", (text,)
         if shown is not None and shown[1]:

@@ -176,21 +176,28 @@ class InputConsumer:
                 self._hold(partition)
 
     def _hold(self, partition: Partition) -> None:
-        """Pause a partition's fetching, and seek it back to the first record not kept in
-        its buffer: fetched records past the limit are dropped and fetched again later."""
+        """Pause a partition's fetching and, if records past the limit were fetched, seek
+        it back to the first of them: they are dropped and fetched again later.
+
+        It seeks to a record, never just past the last one kept: that offset may hold a
+        transaction's commit marker and nothing after it, which the client steps over
+        without handing out anything, and the partition would count as behind for ever
+        (`position`: what it was sought back to, until a record comes)."""
         aligned = self._aligned
         assert aligned is not None
         kept = aligned.buffered(partition)
-        tp = TopicPartition(*partition)
-        self._consumer.pause([tp])
+        self._consumer.pause([TopicPartition(*partition)])
         self._held.add(partition)
+        if len(kept) <= self._limit:
+            return
+        again = kept[self._limit].offset
         try:
-            self._consumer.seek(TopicPartition(*partition, kept[self._limit - 1].offset + 1))
+            self._consumer.seek(TopicPartition(*partition, again))
         except KafkaException as exc:  # keep them all: the next are still fetched after them
             log.warning("kafka consumer: seek failed (%s)", exc)
             return
         aligned.trim(partition, self._limit)
-        self._sought[partition] = kept[self._limit - 1].offset + 1
+        self._sought[partition] = again
 
     def _resume(self, max_messages: int) -> None:
         """Resume the fetching paused by `keep_alive()`, and that of partitions whose

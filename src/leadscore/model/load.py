@@ -214,6 +214,11 @@ def _rules(value: Any, where: Where, *, category: str | None = None) -> tuple[Ru
             else None
         )
         cap_points, cap_window = _cap(entry.get("cap"), at / "cap")
+        if cap_points is not None and points == 0:
+            raise (at / "cap").error(
+                "a rule worth 0 points has nothing to cap: a cap counts the rule's own points "
+                "(and scales its category points alike)"
+            )
         once = _flag(entry, "once", False, at)
         if once and (cap_points is not None or repeat is not None):
             raise (at / "once").error(

@@ -329,7 +329,7 @@ def _windows(used: dict[int, float]) -> list[Any]:
     newest = max(used)
     flat: list[Any] = [newest]
     for window, points in used.items():
-        flat += (newest - window, int(points) if points.is_integer() else points)
+        flat += (newest - window, int(points) if float(points).is_integer() else points)
     return flat
 
 

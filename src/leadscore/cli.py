@@ -24,6 +24,7 @@ from leadscore.settings import (
     MetricsSettings,
     ModelSettings,
     RedisSettings,
+    SchemaRegistrySettings,
     Secret,
     Settings,
     WorkerSettings,
@@ -140,6 +141,18 @@ def main() -> None:
 
 @main.command()
 @kafka_client_options
+@option(
+    "--schema-registry-url",
+    help="Confluent Schema Registry URL (http[s]://HOST:PORT, a comma list for several): "
+    "inputs in its framing (magic byte, schema id) are read with their writer schema, "
+    "resolved to the bundled one; outputs are framed with registered ids. Default: plain "
+    "Avro with the bundled schemas.",
+)
+@option(
+    "--schema-registry-user-info",
+    metavar="USER:PASSWORD",
+    help="HTTP basic auth for the schema registry (prefer the environment variable).",
+)
 @option(
     "--redis-url",
     default="redis://localhost:6379/0",
@@ -362,6 +375,12 @@ def _worker_settings(o: dict[str, Any]) -> tuple[Settings, Any]:
                 processing_guarantee=o["processing_guarantee"],
                 transactional_id=o["transactional_id"],
             ),
+            schema_registry=SchemaRegistrySettings(
+                url=Secret(o["schema_registry_url"]) if o["schema_registry_url"] else None,
+                user_info=Secret(o["schema_registry_user_info"])
+                if o["schema_registry_user_info"]
+                else None,
+            ),
             redis=RedisSettings(
                 url=Secret(o["redis_url"]),
                 namespace=o["state_namespace"],
@@ -387,6 +406,8 @@ def _worker_settings(o: dict[str, Any]) -> tuple[Settings, Any]:
                 wait_for_services=o["wait_for_services"],
             ),
         )
+        if settings.schema_registry.url:
+            settings.schema_registry.client_config()  # checks the URL and user info
         model = load_model(settings.model.path)
     except ConfigError as exc:
         raise click.UsageError(str(exc)) from exc

@@ -70,3 +70,12 @@ class StartupFailed(LeadscoreError):
         lines = "\n".join(f"  {p}" for p in problems)
         super().__init__(f"cannot start (checked for {waited_s:.0f} s):\n{lines}")
         self.problems = problems
+
+
+class SchemaRegistryUnavailable(KafkaUnavailable):
+    """The schema registry cannot be reached or failed a request that may succeed later;
+    handled like a broker outage: the worker holds the batch and retries."""
+
+
+class SchemaRegistryRefused(LeadscoreError):
+    """The schema registry refused the credentials or a request; retrying will not help."""

@@ -178,6 +178,39 @@ class RedisSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class SchemaRegistrySettings:
+    """A Confluent Schema Registry; without a URL the wire format is plain Avro."""
+
+    url: Secret | None = None  # may hold user:password
+    user_info: Secret | None = None  # USER:PASSWORD for HTTP basic auth
+
+    def __repr__(self) -> str:
+        url = redacted_url(self.url.value) if self.url else None
+        return f"SchemaRegistrySettings(url={url!r}, user_info={self.user_info!r})"
+
+    @property
+    def display_url(self) -> str:
+        return redacted_url(self.url.value) if self.url else ""
+
+    def client_config(self) -> dict[str, Any]:
+        """Settings of confluent-kafka's `SchemaRegistryClient`."""
+        if self.url is None:
+            raise ConfigError("no schema registry URL")
+        for url in self.url.value.split(","):
+            if not url.strip().startswith(("http://", "https://", "mock://")):
+                raise ConfigError(
+                    f"--schema-registry-url {redacted_url(url.strip())!r}: expected "
+                    "http://HOST:PORT or https://HOST:PORT (a comma list for several)"
+                )
+        config: dict[str, Any] = {"url": self.url.value, "timeout": 10}
+        if self.user_info:
+            if ":" not in self.user_info.value:
+                raise ConfigError("--schema-registry-user-info: expected USER:PASSWORD")
+            config["basic.auth.user.info"] = self.user_info.value
+        return config
+
+
+@dataclass(frozen=True, slots=True)
 class ModelSettings:
     path: Path | None = None
 
@@ -211,6 +244,7 @@ class WorkerSettings:
 class Settings:
     kafka: KafkaSettings = KafkaSettings()
     redis: RedisSettings = RedisSettings()
+    schema_registry: SchemaRegistrySettings = SchemaRegistrySettings()
     model: ModelSettings = ModelSettings()
     metrics: MetricsSettings = MetricsSettings()
     worker: WorkerSettings = WorkerSettings()

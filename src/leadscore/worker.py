@@ -61,6 +61,8 @@ import redis
 
 from leadscore.clock import Clock
 from leadscore.codec import InputDecoder, OutputEncoder
+from leadscore.codec.framed import FramedInputDecoder, FramedOutputEncoder
+from leadscore.codec.registry import connect
 from leadscore.errors import (
     DeliveryFailed,
     InvalidEvent,
@@ -119,13 +121,20 @@ class Worker:
         self.metrics = metrics or Metrics()
         w = settings.worker
         self.clock = clock = clock or Clock(w.clock_speed, w.clock_start_ms)
+        skew = settings.worker.max_clock_skew_ms
+        sr = settings.schema_registry
+        registry = connect(sr.client_config(), sr.display_url) if sr.url else None
         self.decoders = {
-            t.name: InputDecoder(
-                t.record_type, max_clock_skew_ms=settings.worker.max_clock_skew_ms, clock=clock
-            )
+            t.name: FramedInputDecoder(t.record_type, registry, max_clock_skew_ms=skew, clock=clock)
+            if registry
+            else InputDecoder(t.record_type, max_clock_skew_ms=skew, clock=clock)
             for t in settings.kafka.input_topics
         }
-        self.encode = OutputEncoder(clock)
+        self.encode = (
+            FramedOutputEncoder(registry, settings.kafka.output_topic, clock)
+            if registry
+            else OutputEncoder(clock)
+        )
         self.updates = ProfileUpdates(
             model,
             settings.worker,
@@ -251,7 +260,7 @@ class Worker:
         """One batch, every step in order; returns once its offsets are committed."""
         started = time.perf_counter()
         self.metrics.batch_size.observe(len(messages))
-        events, dead_letters = self.decode(messages)
+        events, dead_letters = self.retry("decode", lambda: self.decode(messages))
         outputs = self.retry("persist state", lambda: self.score_and_persist(events))
         records = dead_letters + [(o.partition, o.record) for o in outputs]
         offsets = next_offsets(messages)
@@ -293,12 +302,14 @@ class Worker:
         self, messages: list[Message]
     ) -> tuple[list[Positioned], list[tuple[Partition | None, Record]]]:
         """Typed events, and dead letters (with their input partition) for everything that
-        cannot be scored."""
+        cannot be scored. Counted at the end: an unreachable schema registry makes the
+        worker decode the batch again."""
         events: list[Positioned] = []
         dead_letters: list[tuple[Partition | None, Record]] = []
         dlq_topic = self.settings.kafka.dlq_topic
         decoders = self.decoders
         consumed: Counter[str] = Counter()
+        rejected: Counter[str] = Counter()
         for message in messages:
             decoder = decoders.get(message.topic)
             try:
@@ -308,12 +319,14 @@ class Worker:
             except InvalidEvent as exc:
                 record = dead_letter(message, dlq_topic, exc.reason, str(exc))
                 dead_letters.append(((message.topic, message.partition), record))
-                self.metrics.events_dead_lettered.labels(exc.reason).inc()
+                rejected[exc.reason] += 1
                 continue
             consumed[event.type.value] += 1
             events.append(Positioned(event, (message.topic, message.partition), message.offset))
         for kind, count in consumed.items():
             self.metrics.events_consumed.labels(kind).inc(count)
+        for reason, count in rejected.items():
+            self.metrics.events_dead_lettered.labels(reason).inc(count)
         return events, dead_letters
 
     def score_and_persist(self, events: list[Positioned]) -> list[Publication]:

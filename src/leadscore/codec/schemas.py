@@ -35,7 +35,30 @@ def schema(record_type: str) -> Any:
     Logical types are dropped: timestamps stay epoch milliseconds (the same bytes on the
     wire) instead of becoming datetime objects on every decode.
     """
-    return fastavro.parse_schema(_plain(json.loads(schema_text(record_type))))
+    return parse_plain(json.loads(schema_text(record_type)))
+
+
+def parse_plain(schema_json: Any) -> Any:
+    """A schema parsed as the codec reads every schema: without logical types (a writer
+    schema from the registry too, so that it resolves to the bundled reader schema)."""
+    return fastavro.parse_schema(_plain(schema_json))
+
+
+def full_name(schema_json: Any) -> str | None:
+    """`namespace.Name` of a record schema (None for another kind of schema)."""
+    if not isinstance(schema_json, dict) or schema_json.get("type") != "record":
+        return None
+    name = str(schema_json.get("name", ""))
+    namespace = schema_json.get("namespace")
+    return f"{namespace}.{name}" if namespace and "." not in name else name
+
+
+@cache
+def record_full_name(record_type: str) -> str:
+    """The full name of a bundled record type, e.g. `leadscore.events.Click`."""
+    name = full_name(json.loads(schema_text(record_type)))
+    assert name is not None
+    return name
 
 
 def _plain(node: Any) -> Any:

@@ -206,6 +206,11 @@ class SchemaRegistrySettings:
         if self.user_info:
             if ":" not in self.user_info.value:
                 raise ConfigError("--schema-registry-user-info: expected USER:PASSWORD")
+            if "@" in urlsplit(self.url.value.split(",")[0].strip()).netloc:
+                raise ConfigError(
+                    "schema registry credentials given twice: in --schema-registry-url and "
+                    "in --schema-registry-user-info; keep one"
+                )
             config["basic.auth.user.info"] = self.user_info.value
         return config
 

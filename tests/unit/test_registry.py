@@ -17,11 +17,13 @@ from datetime import datetime
 from typing import Any
 
 import pytest
+from click.testing import CliRunner
 from confluent_kafka.schema_registry import Schema
 from confluent_kafka.schema_registry.avro import AvroDeserializer, AvroSerializer
 from confluent_kafka.schema_registry.error import SchemaRegistryError
 from confluent_kafka.serialization import MessageField, SerializationContext
 
+from leadscore.cli import main
 from leadscore.codec import INPUT_TYPES, InputDecoder, OutputEncoder, decode_output, encode_record
 from leadscore.codec.framed import FramedInputDecoder, FramedOutputEncoder
 from leadscore.codec.registry import Registry, connect, frame, schema_id
@@ -314,3 +316,23 @@ def test_settings_hide_credentials_and_check_the_url() -> None:
         SchemaRegistrySettings(
             url=Secret("https://sr.example"), user_info=Secret("key")
         ).client_config()
+
+
+def test_credentials_given_twice_are_refused() -> None:
+    settings = SchemaRegistrySettings(
+        url=Secret("https://u:pw@sr.example"), user_info=Secret("key:secret")
+    )
+    with pytest.raises(ConfigError, match="twice"):
+        settings.client_config()
+
+
+def test_the_run_options_and_their_environment_variables() -> None:
+    help_text = CliRunner().invoke(main, ["run", "--help"], terminal_width=200).output
+    for name in ("schema-registry-url", "schema-registry-user-info"):
+        assert f"--{name}" in help_text
+        assert "LEADSCORE_" + name.upper().replace("-", "_") in help_text
+    result = CliRunner().invoke(
+        main, ["run"], env={"LEADSCORE_SCHEMA_REGISTRY_URL": "sr.example:8081"}
+    )
+    assert result.exit_code == 2
+    assert "expected http://HOST:PORT" in result.output

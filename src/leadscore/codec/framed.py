@@ -25,12 +25,14 @@ from fastavro.read import SchemaResolutionError
 
 from leadscore.codec.avro import InputDecoder, OutputEncoder
 from leadscore.codec.registry import HEADER_SIZE, MAGIC, Registry, frame
+from leadscore.codec.registry import schema_id as framed_schema_id
 from leadscore.codec.schemas import full_name, parse_plain, record_full_name, schema_text
 from leadscore.errors import DecodeError, InvalidEvent
 from leadscore.events import Event
 from leadscore.scoring.outputs import Output
 
 UNKNOWN_ID_RETRY_S = 60.0  # an id not found is asked again after this (registry lag)
+MAX_UNKNOWN_IDS = 10_000
 OUTPUT_RECORD_TYPES = {"score_changed": "ScoreChanged", "stage_transitioned": "StageTransitioned"}
 
 
@@ -61,9 +63,9 @@ class FramedInputDecoder(InputDecoder):
     def __call__(self, value: bytes | None) -> Event:
         if not value or value[0] != MAGIC:
             return super().__call__(value)
-        if len(value) < HEADER_SIZE:
+        schema_id = framed_schema_id(value)
+        if schema_id is None:
             raise DecodeError(f"framed value of {len(value)} bytes: no schema id")
-        schema_id = int.from_bytes(value[1:HEADER_SIZE], "big")
         schemas = self._schemas.get(schema_id) or self._resolve(schema_id)
         buffer = io.BytesIO(value)
         buffer.seek(HEADER_SIZE)
@@ -93,6 +95,8 @@ class FramedInputDecoder(InputDecoder):
         try:
             writer = self._registry.writer_schema(schema_id)
         except InvalidEvent as exc:
+            if len(self._unknown) >= MAX_UNKNOWN_IDS:  # garbage that happens to start with 0
+                self._unknown.clear()
             self._unknown[schema_id] = (exc, time.monotonic() + UNKNOWN_ID_RETRY_S)
             raise
         self._unknown.pop(schema_id, None)

@@ -133,15 +133,18 @@ class Category:
     levels: tuple[tuple[str, float], ...] = ()
     # a level is a threshold time may cross (decay)
     timers: tuple[Threshold, ...] = field(init=False, repr=False, compare=False)
+    _floors: tuple[tuple[str, float], ...] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         timers = tuple(Threshold(f"category:{self.name}", bound) for _, bound in self.levels)
         object.__setattr__(self, "timers", timers)
+        floors = tuple((name, at_least(bound)) for name, bound in self.levels)
+        object.__setattr__(self, "_floors", floors)
 
     def level(self, value: float) -> str | None:
         """The highest level `value` reaches, if any."""
-        for name, lowest in self.levels:
-            if value >= at_least(lowest):
+        for name, lowest in self._floors:
+            if value >= lowest:
                 return name
         return None
 
@@ -152,11 +155,16 @@ class GradeBands:
 
     bands: tuple[tuple[str, float], ...]
     fallback: str
+    _floors: tuple[tuple[str, float], ...] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        floors = tuple((name, at_least(bound)) for name, bound in self.bands)
+        object.__setattr__(self, "_floors", floors)
 
     def band(self, value: float) -> str:
         """The first band whose lower bound `value` reaches."""
-        for name, lowest in self.bands:
-            if value >= at_least(lowest):
+        for name, lowest in self._floors:
+            if value >= lowest:
                 return name
         return self.fallback
 

@@ -231,12 +231,14 @@ def _within_cap(state: LeadState, model: Model, rule: Rule, t: int) -> tuple[flo
     size = rule.cap_window_ms
     window = t // size
     used = state.caps.setdefault(rule.name, {})
-    spent = used.get(window, 0.0)
+    spent = used.get(window)
+    if spent is None:  # a new window: forget those out of the allowed lateness
+        spent = 0.0
+        oldest = (state.last_activity - model.allowed_lateness_ms) // size
+        for old in [w for w in used if w < oldest]:
+            del used[old]
     allowed = max(0.0, min(abs(rule.points), rule.cap_points - spent))
     used[window] = spent + allowed
-    oldest = (state.last_activity - model.allowed_lateness_ms) // size
-    for old in [w for w in used if w < oldest]:
-        del used[old]
     return math.copysign(allowed, rule.points), window * size
 
 

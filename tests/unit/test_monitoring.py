@@ -1,6 +1,6 @@
-"""Monitoring files: the alert rules pass promtool's checks and unit tests, and the dashboard
-and the rules only use metric names the worker exports (a running worker's /metrics is
-checked by tests/integration/test_prometheus.py)."""
+"""Monitoring and compose files: the alert rules pass promtool's checks and unit tests, the
+dashboard and the rules only use metric names the worker exports (a running worker's /metrics
+is checked by tests/integration/test_prometheus.py), and docker-compose.yml is valid."""
 
 from __future__ import annotations
 
@@ -19,13 +19,14 @@ from tests.monitoring import (
     ALERTS,
     ALERTS_TEST,
     DASHBOARD,
+    ROOT,
     alert_rules,
     dashboard_queries,
     exposed_metric_names,
     used_metric_names,
 )
 
-PROVISIONING = ALERTS.parent.parent / "grafana" / "provisioning"
+PROVISIONING = ROOT / "deploy" / "grafana" / "provisioning"
 
 
 def promtool(*args: str) -> subprocess.CompletedProcess[str]:
@@ -108,3 +109,37 @@ def test_the_dashboard_and_the_alerts_only_use_metrics_the_worker_exports() -> N
     for name in worker_metric_names():
         unknown.pop(name, None)
     assert not unknown, f"metrics the worker does not export: {unknown}"
+
+
+def test_docker_compose_runs_two_static_members_scraped_by_prometheus() -> None:
+    # Debian's docker-compose validates the file without a Docker engine.
+    compose = ROOT / "docker-compose.yml"
+    if shutil.which("docker-compose") is None:
+        pytest.fail("docker-compose is not installed: apt-get install docker-compose (Debian)")
+    checked = subprocess.run(
+        ["docker-compose", "-f", str(compose), "config", "-q"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=ROOT,
+    )
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    services = yaml.safe_load(compose.read_text())["services"]
+    workers = {name: s for name, s in services.items() if name.startswith("worker")}
+    ids = {name: s["environment"]["LEADSCORE_GROUP_INSTANCE_ID"] for name, s in workers.items()}
+    assert ids == {"worker-1": "worker-1", "worker-2": "worker-2"}
+    assert {s["ports"][0] for s in workers.values()} == {"9401:9400", "9402:9400"}
+    config = yaml.safe_load((ALERTS.parent / "prometheus.yml").read_text())
+    assert config["rule_files"] == [ALERTS.name]
+    targets = [
+        t for job in config["scrape_configs"] for c in job["static_configs"] for t in c["targets"]
+    ]
+    assert sorted(targets) == [f"{name}:9400" for name in sorted(workers)]
+    mounts = {v.split(":")[0] for s in services.values() for v in s.get("volumes", [])}
+    assert {
+        "./deploy/prometheus/prometheus.yml",
+        "./deploy/prometheus/alerts.yml",
+        "./deploy/grafana/leadscore.json",
+        "./deploy/grafana/provisioning/datasources",
+        "./deploy/grafana/provisioning/dashboards",
+    } <= mounts

@@ -106,6 +106,61 @@ def kafka_client_options(f: F) -> F:
     return f
 
 
+def redis_client_options(f: F) -> F:
+    """How to reach and authenticate to Redis, shared by every command that talks to it."""
+    for decorate in reversed(
+        [
+            option(
+                "--redis-url",
+                default="redis://localhost:6379/0",
+                show_default=True,
+                help="Redis URL: redis://[USER:PASSWORD@]HOST:PORT/DB, or rediss:// for TLS "
+                "(a password in it is never printed). On a Cluster, any node's URL.",
+            ),
+            option(
+                "--redis-cluster",
+                is_flag=True,
+                help="Redis is a Cluster: the state is spread over its nodes by lead.",
+            ),
+            option(
+                "--redis-ca-file",
+                type=click.Path(exists=True, dir_okay=False),
+                help="CA certificate file to verify Redis (rediss://). Default: the system's.",
+            ),
+            option(
+                "--redis-cert-file",
+                type=click.Path(exists=True, dir_okay=False),
+                help="Client certificate file, for a Redis that asks for one (rediss://).",
+            ),
+            option(
+                "--redis-key-file",
+                type=click.Path(exists=True, dir_okay=False),
+                help="Private key of --redis-cert-file.",
+            ),
+            option(
+                "--state-namespace",
+                default="ls",
+                show_default=True,
+                help="Prefix of every Redis key (a rebuild can write beside the live state).",
+            ),
+        ]
+    ):
+        f = decorate(f)
+    return f
+
+
+def redis_settings(o: dict[str, Any], **extra: Any) -> RedisSettings:
+    return RedisSettings(
+        url=Secret(o["redis_url"]),
+        namespace=o["state_namespace"],
+        cluster=o["redis_cluster"],
+        ca_file=o["redis_ca_file"],
+        cert_file=o["redis_cert_file"],
+        key_file=o["redis_key_file"],
+        **extra,
+    )
+
+
 def kafka_settings(o: dict[str, Any], **extra: Any) -> KafkaSettings:
     password = o["sasl_password"]
     if o["sasl_password_file"]:
@@ -153,11 +208,22 @@ def main() -> None:
     metavar="USER:PASSWORD",
     help="HTTP basic auth for the schema registry (prefer the environment variable).",
 )
+@redis_client_options
 @option(
-    "--redis-url",
-    default="redis://localhost:6379/0",
+    "--redis-replicas",
+    type=click.IntRange(min=0),
+    default=0,
     show_default=True,
-    help="Redis URL (redis:// or rediss:// for TLS; a password in it is never printed).",
+    help="Wait for this many Redis replicas to acknowledge each batch's writes before its "
+    "offsets are committed (WAIT): a failover to a replica then loses no committed event. "
+    "0: do not wait (Redis replicates asynchronously).",
+)
+@option(
+    "--redis-replica-timeout",
+    default="1s",
+    show_default=True,
+    help="How long a batch waits for --redis-replicas; if fewer acknowledged, the worker "
+    "reports not ready and writes the batch again.",
 )
 @option(
     "--output-topic",
@@ -249,12 +315,6 @@ def main() -> None:
     "partitions leave or the worker stops (0: after every batch). Fewer commits load the "
     "broker less; a crash replays at most this much more input, which the state's "
     "watermarks skip. Exactly-once commits offsets in every batch's transaction.",
-)
-@option(
-    "--state-namespace",
-    default="ls",
-    show_default=True,
-    help="Prefix of every Redis key (a rebuild can write beside the live state).",
 )
 @option(
     "--state-ttl",
@@ -381,10 +441,11 @@ def _worker_settings(o: dict[str, Any]) -> tuple[Settings, Any]:
                 if o["schema_registry_user_info"]
                 else None,
             ),
-            redis=RedisSettings(
-                url=Secret(o["redis_url"]),
-                namespace=o["state_namespace"],
+            redis=redis_settings(
+                o,
                 state_ttl_ms=parse_duration_ms(o["state_ttl"]),
+                replicas=o["redis_replicas"],
+                replica_timeout_ms=parse_duration_ms(o["redis_replica_timeout"]),
             ),
             model=ModelSettings(o["model"]),
             metrics=MetricsSettings(o["metrics_port"], o["metrics_host"]),
@@ -547,13 +608,7 @@ def simulate(
 
 @main.command(epilog=INSPECT_JSON_HELP)
 @click.argument("lead_id")
-@option(
-    "--redis-url",
-    default="redis://localhost:6379/0",
-    show_default=True,
-    help="Redis URL of the worker's state.",
-)
-@option("--state-namespace", default="ls", show_default=True, help="The worker's key prefix.")
+@redis_client_options
 @option(
     "--model",
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
@@ -568,11 +623,10 @@ def simulate(
 )
 def inspect(
     lead_id: str,
-    redis_url: str,
-    state_namespace: str,
     model: Path | None,
     anonymous: bool,
     as_json: bool,
+    **o: Any,
 ) -> None:
     """Explain a lead's score: fit rules and rule contributions (with decay) that add up
     to the total, grade, stage and time in it, why the lead is in that stage (its
@@ -580,15 +634,15 @@ def inspect(
     recent changes with their reasons. Exit status 1 if the profile is unknown."""
     import json
 
-    import redis
-
     from leadscore.events import ProfileKey
     from leadscore.scoring.explain import explanation, json_document, text_lines
+    from leadscore.state.client import redis_client
     from leadscore.state.store import StateStore
 
+    state_namespace = o["state_namespace"]
     try:
         scoring_model = load_model(model)
-        client = redis.Redis.from_url(redis_url, socket_timeout=5, socket_connect_timeout=2)
+        client = redis_client(redis_settings(o), timeout_s=5)
         profile = ProfileKey("anon" if anonymous else "lead", lead_id)
         stored = StateStore(client, namespace=state_namespace, ttl_ms=0).read(profile)
     except LeadscoreError as exc:

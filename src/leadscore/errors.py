@@ -61,6 +61,11 @@ class StateRefused(LeadscoreError):
     """Redis refused the credentials or a command; retrying will not help."""
 
 
+class StateLost(LeadscoreError):
+    """Redis lacks state the committed offsets say was written (it restarted empty, or
+    was restored from an old snapshot): going on would score those leads from zero."""
+
+
 class StartupFailed(LeadscoreError):
     """A service the worker needs was not usable within the start-up timeout.
 

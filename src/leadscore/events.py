@@ -94,3 +94,11 @@ class ProfileKey(NamedTuple):
     @property
     def is_lead(self) -> bool:
         return self.kind == "lead"
+
+
+class Positioned(NamedTuple):
+    """A decoded event and the input position (topic, partition) and offset it came from."""
+
+    event: Event
+    partition: tuple[str, int]
+    offset: int

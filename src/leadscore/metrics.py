@@ -116,6 +116,13 @@ class Metrics:
             buckets=_FAST_BUCKETS,
             registry=r,
         )
+        self.state_lost = Gauge(
+            "leadscore_state_lost_partitions",
+            "Assigned input partitions whose committed offset is ahead of the state Redis "
+            "holds for them (Redis restarted empty or restored from an old snapshot); the "
+            "worker refuses to go on.",
+            registry=r,
+        )
         self.ready = Gauge(
             "leadscore_ready", "1 when connected to Kafka and Redis and consuming.", registry=r
         )

@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from typing import NamedTuple
 
 from leadscore.codec import OutputEncoder
-from leadscore.events import Event, ProfileKey
+from leadscore.events import Positioned, ProfileKey
 from leadscore.kafka.consumer import Partition
 from leadscore.kafka.producer import Record
 from leadscore.metrics import Metrics
@@ -23,14 +23,6 @@ from leadscore.scoring.timeline import next_change
 from leadscore.settings import WorkerSettings
 from leadscore.state.encoding import StoredOutput
 from leadscore.state.store import Due, Stored, Write
-
-
-class Positioned(NamedTuple):
-    """A decoded event and the input position it came from."""
-
-    event: Event
-    partition: Partition
-    offset: int
 
 
 class Publication(NamedTuple):
@@ -80,10 +72,12 @@ class ProfileUpdates:
         stored: Stored,
         items: list[Positioned],
         kept_outputs: Mapping[tuple[Partition, int], list[StoredOutput]],
+        token: int,
     ) -> tuple[Write | None, list[Publication]]:
         """Fold the events not yet applied to this profile (above its watermarks), and
         publish again the kept outputs of those already applied (a replay: `kept_outputs`
-        holds those not yet published, by partition and offset).
+        holds those not yet published, by partition and offset). The write keeps its
+        outputs under `token` (`state/replay.py`).
 
         The events are folded into `stored.state` itself: the caller must drop `stored`
         (its cached copy) unless the write is applied."""
@@ -149,6 +143,7 @@ class ProfileUpdates:
             kept,
             pending=[] if stored.pending else None,
             due=Due(profile, partition, due.at if due else None),
+            token=token,
         ), publications
 
     def rescheduled(self, profile: ProfileKey, stored: Stored) -> Due | None:

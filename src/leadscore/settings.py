@@ -166,14 +166,28 @@ def _only_for(config: dict[str, Any], client: str) -> dict[str, Any]:
 
 @dataclass(frozen=True, slots=True)
 class RedisSettings:
+    """Where the state lives: a standalone Redis or a Cluster (`cluster`: the URL names any
+    node), over TLS with `rediss://` (`ca_file` verifies the server, `cert_file` and
+    `key_file` authenticate the worker); `replicas` > 0 makes every batch wait for that
+    many replicas to acknowledge its writes before its offsets are committed."""
+
     url: Secret = Secret("redis://localhost:6379/0")
     namespace: str = "ls"
     state_ttl_ms: int = 180 * 86_400_000
+    cluster: bool = False
+    ca_file: str | None = None
+    cert_file: str | None = None
+    key_file: str | None = None
+    replicas: int = 0
+    replica_timeout_ms: int = 1000
 
     def __repr__(self) -> str:
         return (
             f"RedisSettings(url={redacted_url(self.url.value)!r}, "
-            f"namespace={self.namespace!r}, state_ttl_ms={self.state_ttl_ms})"
+            f"namespace={self.namespace!r}, state_ttl_ms={self.state_ttl_ms}, "
+            f"cluster={self.cluster}, ca_file={self.ca_file!r}, cert_file={self.cert_file!r}, "
+            f"key_file={self.key_file!r}, replicas={self.replicas}, "
+            f"replica_timeout_ms={self.replica_timeout_ms})"
         )
 
 

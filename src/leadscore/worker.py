@@ -4,26 +4,31 @@
     decode   Avro -> typed event; undecodable or invalid -> dead-letter topic
     resolve  group the events by profile (the lead, or the anonymous profile)
     score    pure: previous state + events + model -> new state + outputs
-    persist  one script call: per changed profile a conditional write of its state and
-             offset watermarks, the time of its next time-driven change in its
-             partition's schedule, and the outputs its events caused, kept (per input
-             partition and offset) until they are published
+    persist  per input partition: the outputs the batch's events caused, kept until they
+             are published, the schedule entries and the progress marker; then per
+             changed profile a conditional write of its state, offset watermarks and the
+             token naming its kept outputs (`state/store.py`, `state/replay.py`)
     publish  outputs and dead letters, then commit the input offsets (at-least-once: at
              most every commit interval)
     sweep    about every second: the profiles of owned partitions whose time-driven change
              came due (inactivity, decay) are re-evaluated, persisted, published
+             (`sweep.py`)
 
 Why this order gives exactly-once state and at-least-once (or exactly-once) output:
 - A profile's new state, the highest offset of each (topic, partition) folded into it and
-  the outputs those events caused are written in one atomic Redis call (the batch's
-  script), conditional on the version that was read. A replayed message (offset at or
-  below the profile's watermark) changes nothing, so after any crash, restart or
-  rebalance every event changes the state exactly once; a conflicting writer (two
-  workers briefly owning a partition) makes us re-read and recompute instead of
-  overwriting.
+  the token naming the outputs those events caused are written in one atomic Redis call,
+  conditional on the version that was read; the outputs were kept before. A replayed
+  message (offset at or below the profile's watermark) changes nothing, so after any
+  crash, restart or rebalance every event changes the state exactly once; a conflicting
+  writer (two workers briefly owning a partition) makes us re-read and recompute instead
+  of overwriting.
 - A replayed message whose outputs are still kept publishes them again, with their ids:
   a crash after the state write but before the outputs were acknowledged loses nothing.
-  Once a batch is published, the next batch's write drops what it kept.
+  Once a batch is published, the next batch's write drops what it kept
+  (`state/replay.py`).
+- Each partition's progress marker (in Redis, written with the batch) is compared with
+  its committed offset when the partition is assigned: a Redis that lost the state the
+  offsets stand for stops the worker instead of scoring those leads from zero.
 - Input offsets are committed only with or after the batch's outputs and dead letters:
   at-least-once commits them after every record is acknowledged, at most every commit
   interval (a crash before the commit replays those batches: the watermarks skip their
@@ -48,16 +53,12 @@ from __future__ import annotations
 
 import contextlib
 import gc
-import itertools
 import logging
 import threading
 import time
-import uuid
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterator
 from typing import TypeVar
-
-import redis
 
 from leadscore.clock import Clock
 from leadscore.codec import InputDecoder, OutputEncoder
@@ -69,20 +70,24 @@ from leadscore.errors import (
     KafkaUnavailable,
     LeadscoreError,
     PartitionsLost,
+    StateLost,
     StateUnavailable,
 )
-from leadscore.events import ProfileKey
+from leadscore.events import Positioned, ProfileKey
 from leadscore.kafka.consumer import InputConsumer, Message, Partition
 from leadscore.kafka.dead_letter import dead_letter
 from leadscore.kafka.producer import Record, RecordProducer, TransactionalProducer
 from leadscore.kafka.publisher import AtLeastOnce, ExactlyOnce, Publisher
 from leadscore.metrics import Metrics, MetricsServer
 from leadscore.model import Model
-from leadscore.profiles import Positioned, ProfileUpdates, Publication
+from leadscore.profiles import ProfileUpdates, Publication
 from leadscore.settings import Settings
 from leadscore.startup import wait_for_services
 from leadscore.state.cache import StateCache
-from leadscore.state.store import Due, Kept, StateStore, Stored
+from leadscore.state.client import redis_client
+from leadscore.state.replay import ReplayBook
+from leadscore.state.store import StateStore, Stored
+from leadscore.sweep import Sweeper
 
 log = logging.getLogger(__name__)
 
@@ -145,16 +150,9 @@ class Worker:
         )
         self.positions: dict[Partition, int] = {}  # next offset to process, as committed
         self.event_times: dict[Partition, int] = {}  # newest event time processed
+        self.verified: set[Partition] = set()  # assigned, and Redis holds their state
         self.cache = StateCache(settings.worker.state_cache)
-        # outputs kept for a replay, by (partition, field): those the batch in hand wrote,
-        # those published (dropped by the next write), and those read back for a replay
-        # (dropped once every event up to their last was published again)
-        self.kept_names = (f"{uuid.uuid4().hex[:12]}:{n}" for n in itertools.count())
-        self.batch_kept: list[tuple[Partition, str]] = []
-        self.published_kept: list[tuple[Partition, str]] = []
-        self.replayed_kept: dict[tuple[Partition, str], int] = {}
         self.handed_over: set[Partition] = set()  # revoked with the batch in flight committed
-        self.redis_ok = False
         self.stop = threading.Event()
         self._give_up_at: float | None = None
 
@@ -171,7 +169,8 @@ class Worker:
                     self.process(messages)
                 self.publisher.commit_due()
                 if time.monotonic() - last_sweep >= self.settings.worker.sweep_interval_s:
-                    more = self.sweep()
+                    self.retry("check state", self.verify)
+                    more = self.sweeper.sweep()
                     last_sweep = 0.0 if more else time.monotonic()
                 if time.monotonic() - last_collect >= GC_INTERVAL_S:
                     gc.collect(0)  # the young objects only: see collecting_garbage_...
@@ -193,18 +192,18 @@ class Worker:
                 server.start()
                 stack.callback(server.stop)
                 log.info("metrics on http://%s:%d/metrics", s.metrics.host, server.port)
-            # a short timeout: a call in flight when SIGTERM comes delays the shutdown by it
-            client = redis.Redis.from_url(
-                s.redis.url.value, socket_timeout=2, socket_connect_timeout=2
-            )
-            stack.callback(client.close)
             self.store = StateStore(
-                client, namespace=s.redis.namespace, ttl_ms=s.redis.state_ttl_ms
+                lambda: redis_client(s.redis),
+                namespace=s.redis.namespace,
+                ttl_ms=s.redis.state_ttl_ms,
+                replicas=s.redis.replicas,
+                replica_timeout_ms=s.redis.replica_timeout_ms,
             )
+            stack.callback(self.store.close)
+            self.book = ReplayBook(self.store)
             if not wait_for_services(s, self.store, self.stop):
                 yield  # stopped while waiting: no client was started, the loop does not run
                 return
-            self.redis_ok = True
             self.consumer = InputConsumer(
                 s.kafka.consumer_config(),
                 list(self.decoders),
@@ -214,6 +213,19 @@ class Worker:
             )
             stack.callback(self._leave_group)
             self.publisher = self._publisher()
+            self.sweeper = Sweeper(
+                self.store,
+                self.consumer,
+                self.publisher,
+                self.updates,
+                self.cache,
+                self.metrics,
+                clock=self.clock,
+                batch=s.worker.sweep_batch,
+                positions=self.positions,
+                event_times=self.event_times,
+                count_published=self.count_published,
+            )
             log.info("consuming %s (%s)", ", ".join(self.decoders), s.kafka.processing_guarantee)
             yield
 
@@ -234,9 +246,9 @@ class Worker:
         if hasattr(self, "publisher"):
             owned = self.consumer.assignment
             self.publisher.finish({p: o for p, o in self.positions.items() if p in owned})
-            if self.published_kept and self.redis_ok:  # not in an outage: they expire
+            if self.book.forget() and self.store.healthy:  # not in an outage: they expire
                 with contextlib.suppress(StateUnavailable):
-                    self.store.save([], (), self.published_kept)
+                    self.store.save([], forget=self.book.forget())
         self.consumer.close()
         if hasattr(self, "producer"):
             self.producer.close(self.settings.worker.shutdown_timeout_s)
@@ -249,8 +261,8 @@ class Worker:
         for partition in partitions:
             self.positions.pop(partition, None)
             self.event_times.pop(partition, None)
-        for kept in [k for k in self.replayed_kept if k[0] in partitions]:
-            del self.replayed_kept[kept]  # the new owner replays them and drops them
+            self.verified.discard(partition)
+        self.book.revoked(partitions)
 
     def poll(self) -> list[Message]:
         w = self.settings.worker
@@ -260,27 +272,24 @@ class Worker:
         """One batch, every step in order; returns once its offsets are committed."""
         started = time.perf_counter()
         self.metrics.batch_size.observe(len(messages))
-        events, dead_letters = self.retry("decode", lambda: self.decode(messages))
-        outputs = self.retry("persist state", lambda: self.score_and_persist(events))
-        records = dead_letters + [(o.partition, o.record) for o in outputs]
         offsets = next_offsets(messages)
+        self.retry("check state", self.verify)
+        events, dead_letters = self.retry("decode", lambda: self.decode(messages))
+        outputs = self.retry("persist state", lambda: self.score_and_persist(events, offsets))
+        records = dead_letters + [(o.partition, o.record) for o in outputs]
         try:
             self.retry("publish", lambda: self.publisher.publish(self.owned(records), offsets))
         except PartitionsLost as exc:
             log.warning("%s: the partitions' new owner replays this batch", exc)
+            self.book.abandoned()
             return
         owned = self.consumer.assignment  # not those revoked while the batch waited
         self.positions.update((p, o) for p, o in offsets.items() if p in owned)
-        # published: the next write drops them (not those a new owner replays)
+        # published: the next write drops what the batch kept (not on partitions a new
+        # owner replays)
         finished = owned | self.handed_over
         self.handed_over = set()
-        self.published_kept = [kept for kept in self.batch_kept if kept[0] in finished] + [
-            kept
-            for kept, last in self.replayed_kept.items()
-            if last < self.positions.get(kept[0], 0)
-        ]
-        for kept in self.published_kept:
-            self.replayed_kept.pop(kept, None)
+        self.book.published(finished, self.positions)
         for item in events:
             if item.partition not in owned:
                 continue
@@ -297,6 +306,25 @@ class Worker:
         return [r for p, r in records if p is None or p in owned]
 
     # ---- the steps --------------------------------------------------------------------------
+
+    def verify(self) -> None:
+        """Check that Redis holds the state of the partitions assigned since the last
+        check: a committed offset above a partition's progress marker means Redis lost
+        state the worker wrote (`StateLost`)."""
+        unchecked = sorted(self.consumer.assignment - self.verified)
+        if not unchecked:
+            return
+        committed = self.consumer.committed(unchecked)
+        progress = self.store.progress(unchecked)
+        lost = {
+            p: (offset, progress[p])
+            for p, offset in committed.items()
+            if offset > (progress[p] or 0)
+        }
+        self.metrics.state_lost.set(len(lost))
+        if lost:
+            raise StateLost(state_lost_message(lost, self.settings.redis.namespace))
+        self.verified.update(unchecked)
 
     def decode(
         self, messages: list[Message]
@@ -329,19 +357,18 @@ class Worker:
             self.metrics.events_dead_lettered.labels(reason).inc(count)
         return events, dead_letters
 
-    def score_and_persist(self, events: list[Positioned]) -> list[Publication]:
-        """Score each profile's events and write the profiles, re-scoring on conflicts.
-
-        The outputs kept for a replay are those of this batch (dropped by the next
-        batch's write, once this one is published) and, for replayed events, those read
-        back (dropped the same way)."""
+    def score_and_persist(
+        self, events: list[Positioned], offsets: dict[Partition, int]
+    ) -> list[Publication]:
+        """Score each profile's events and write the profiles, re-scoring on conflicts;
+        the first write also moves the partitions' progress markers to `offsets`."""
         by_profile: dict[ProfileKey, list[Positioned]] = defaultdict(list)
         for item in events:
             by_profile[item.event.profile_key].append(item)
         outputs: list[Publication] = []
-        kept: list[tuple[Partition, str]] = []
         todo = list(by_profile)
-        while todo:
+        progress = offsets
+        while True:
             stored, missing = self.cache.lookup(todo)
             if missing:
                 with self.metrics.redis_call("load"):
@@ -350,47 +377,43 @@ class Worker:
                 for profile, found in read.items():
                     self.cache.put(profile, found)
             replayed = {
-                item.partition
+                profile: (stored[profile], items)
                 for profile in todo
-                for item in by_profile[profile]
-                if item.offset <= stored[profile].watermarks.get(item.partition, -1)
+                if (items := replays(stored[profile], by_profile[profile]))
             }
-            replay = self.store.kept(replayed) if replayed else Kept()
-            self.replayed_kept.update(replay.fields)
-            kept_outputs = replay.outputs
+            kept_outputs = self.book.read_back(replayed)
             writes, produced, schedule = [], {}, []
-            field_name = next(self.kept_names)
+            token = self.book.token()
             try:  # the states are folded in place: any failure drops them from the cache
                 for profile in todo:
                     write, produced[profile] = self.updates.on_events(
-                        profile, stored[profile], by_profile[profile], kept_outputs
+                        profile, stored[profile], by_profile[profile], kept_outputs, token
                     )
                     if write is not None:
                         writes.append(write)
                     elif (entry := self.updates.rescheduled(profile, stored[profile])) is not None:
                         schedule.append(entry)  # a replay repairs an entry a crash left unset
                 with self.metrics.redis_call("save"):
-                    conflicted = self.store.save(writes, schedule, self.published_kept, field_name)
+                    conflicted = self.store.save(writes, schedule, self.book.forget(), progress)
             except BaseException:
                 self.cache.evict(todo)
                 raise
             conflicts = set(conflicted)
-            self.published_kept = []
-            self.redis_ok = True
+            progress = {}
             self.metrics.state_conflicts.inc(len(conflicts))
             self.cache.evict(conflicts)  # read again: another writer was first
-            written: set[Partition] = set()
+            kept: set[Partition] = set()
             for write in writes:
                 if write.profile not in conflicts:
                     self.cache.put(write.profile, write.after())
-                    written.update(p for p, outputs in write.outputs.items() if outputs)
-            kept += [(partition, field_name) for partition in written]
+                    kept.update(p for p, outputs in write.outputs.items() if outputs)
+            self.book.saved(token, kept)
             for profile, publications in produced.items():
                 if profile not in conflicts:
                     outputs.extend(publications)
             todo = [p for p in todo if p in conflicts]
-        self.batch_kept = kept
-        return outputs
+            if not todo:
+                return outputs
 
     def count_published(self, outputs: list[Publication]) -> None:
         now = self.clock()
@@ -403,110 +426,6 @@ class Worker:
         for kind, count in kinds.items():
             self.metrics.outputs_produced.labels(kind).inc(count)
 
-    # ---- time-driven changes -------------------------------------------------------------
-
-    def sweep(self) -> bool:
-        """Apply the time-driven changes that came due in the schedules of the owned
-        partitions; True if more are due than one sweep takes."""
-        owned = sorted(self.consumer.assignment)
-        if not owned:
-            return False
-        missing = [p for p in owned if p not in self.positions]
-        if missing:
-            try:
-                self.positions.update(self.consumer.committed(missing))
-            except KafkaUnavailable as exc:
-                log.warning("sweep skipped: %s", exc)
-                return False
-        now = self.sweep_horizon(owned, int(self.clock() * 1000))
-        if now is None:
-            return False
-        limit = self.settings.worker.sweep_batch
-        try:
-            with self.metrics.redis_call("sweep"):
-                entries = self.store.due(owned, now, limit)
-                overdue = now - (entries[0].at or now) if entries else 0
-                self.metrics.sweep_overdue.set(overdue / 1000)
-                swept = self._sweep(entries, now) if entries else 0
-        except StateUnavailable as exc:
-            self.redis_ok = False
-            log.warning("sweep skipped: %s", exc)
-            return False
-        except (KafkaUnavailable, DeliveryFailed, PartitionsLost) as exc:
-            log.warning("sweep not published (%s); the next sweep publishes it again", exc)
-            return False
-        return len(entries) == limit and swept > 0
-
-    def sweep_horizon(self, owned: list[Partition], now: int) -> int | None:
-        """How far a sweep may move the leads' clocks: to now, but not past the newest
-        event time processed on a partition that is still behind, whose unread events
-        may prevent a change (None: not known yet)."""
-        horizon = now
-        for partition in owned:
-            end = self.consumer.end_offset(partition)
-            if end is None:
-                return None
-            # the consumer's position: past a commit marker of transactional producers,
-            # which ends their partitions and is never consumed (sweeps run between
-            # batches: every message it handed out is processed)
-            done = max(self.positions[partition], self.consumer.position(partition) or 0)
-            if done >= end:
-                continue
-            seen = self.event_times.get(partition)
-            if seen is None:
-                return None
-            horizon = min(horizon, seen - 1)  # an unread event may carry that very time
-        return horizon
-
-    def _sweep(self, entries: list[Due], now: int) -> int:
-        """Sweep due entries; returns how many were handled (not left for a replay)."""
-        self.cache.evict(e.profile for e in entries)  # read, written and settled here
-        stored = self.store.load([e.profile for e in entries])
-        writes, settled, stale = [], [], []
-        left = 0
-        publications: dict[ProfileKey, list[Publication]] = {}
-        for entry in entries:
-            profile, found = entry.profile, stored[entry.profile]
-            if found.state is None or found.schedule != entry.partition:
-                # expired, erased, or scheduled in another partition
-                stale.append(entry._replace(at=None))
-                if (right := self.updates.rescheduled(profile, found)) is not None:
-                    stale.append(right)
-                continue
-            if not self.replayed_all(found):
-                left += 1  # an event of it is about to be replayed: that replay goes first
-                continue
-            swept = self.updates.on_time(entry, found, now)
-            if swept.write is not None:
-                writes.append(swept.write)
-            publications[profile] = swept.publications
-            settled.append((swept.after, swept.due))
-        conflicts = set(self.store.save(writes)) if writes else set()
-        self.metrics.state_conflicts.inc(len(conflicts))
-        self.store.schedule(stale)
-        # a profile in conflict was written meanwhile (by an event): that write took over
-        # its pending outputs and rescheduled it
-        published = [
-            p for profile, ps in publications.items() if profile not in conflicts for p in ps
-        ]
-        if published:  # no consumer call meanwhile: no partition leaves before the settle
-            self.publisher.publish_untied([p.record for p in published])
-        self.count_published(published)
-        self.metrics.time_driven_changes.inc(len(writes) - len(conflicts))
-        self.store.settle([s for s in settled if s[1].profile not in conflicts])
-        return len(entries) - left
-
-    def replayed_all(self, stored: Stored) -> bool:
-        """No owned partition will replay an event applied to the profile (it would
-        republish that event's outputs after the newer outputs of a sweep): every
-        watermark on an owned partition is below the offsets done there."""
-        owned = self.consumer.assignment
-        return all(
-            offset < self.positions.get(partition, 0)
-            for partition, offset in stored.watermarks.items()
-            if partition in owned
-        )
-
     # ---- outages ----------------------------------------------------------------------------
 
     def retry(self, what: str, step: Callable[[], T]) -> T:
@@ -514,14 +433,13 @@ class Worker:
 
         The consumer stays in its group meanwhile, with fetching paused. Once told to stop,
         it gives up after the shutdown timeout: nothing of the batch is committed, so it is
-        replayed after the restart.
+        replayed after the restart. Any other error (Redis refused a command) stops the
+        worker: retrying would only repeat it.
         """
         for delay in _backoff():
             try:
                 return step()
             except (StateUnavailable, KafkaUnavailable, DeliveryFailed) as exc:
-                if isinstance(exc, StateUnavailable):
-                    self.redis_ok = False
                 self.metrics.ready.set(0)
                 log.warning("%s failed (%s); retrying in %.1f s", what, exc, delay)
                 deadline = time.monotonic() + delay
@@ -529,7 +447,7 @@ class Worker:
                     self._waiting()
                     time.sleep(min(0.2, delay))
                 if isinstance(exc, StateUnavailable):
-                    self.redis_ok = self.store.ping()
+                    self.store.ping()
         raise AssertionError("unreachable")
 
     def _waiting(self) -> None:
@@ -548,7 +466,29 @@ class Worker:
 
     def ready(self) -> bool:
         consumer = getattr(self, "consumer", None)
-        return bool(consumer and consumer.connected and self.redis_ok)
+        return bool(consumer and consumer.connected and self.store.healthy)
+
+
+def replays(stored: Stored, items: list[Positioned]) -> list[Positioned]:
+    """The events already applied to a profile (at or below its watermarks): a replay."""
+    return [i for i in items if i.offset <= stored.watermarks.get(i.partition, -1)]
+
+
+def state_lost_message(lost: dict[Partition, tuple[int, int | None]], namespace: str) -> str:
+    lines = [
+        f"  {topic}[{partition}]: committed offset {committed}, state written up to "
+        + ("nothing" if marker is None else f"offset {marker}")
+        for (topic, partition), (committed, marker) in sorted(lost.items())
+    ]
+    return (
+        f"Redis does not hold the state the committed offsets stand for (namespace "
+        f"{namespace!r}): it restarted empty or was restored from an older snapshot. Going "
+        "on would score these partitions' leads from zero:\n"
+        + "\n".join(lines)
+        + "\nTo rebuild the state, stop every worker of the group, reset the group's "
+        "offsets to the earliest retained ones (kafka-consumer-groups --reset-offsets "
+        "--to-earliest --execute) and start again; see README, Operations."
+    )
 
 
 def next_offsets(messages: list[Message]) -> dict[Partition, int]:

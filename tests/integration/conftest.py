@@ -43,6 +43,7 @@ from leadscore.settings import (
 from leadscore.state.store import StateStore
 from leadscore.worker import Worker
 from tests.conftest import BROKER_NAMES, broker_kind
+from tests.integration.redis_servers import RedisCluster
 from tests.kafka import apache
 from tests.models import SIMPLE, simple_model
 
@@ -97,13 +98,25 @@ def _listening_pid(address: str) -> int | None:
 
 @dataclass
 class Env:
-    """One test's isolated slice of the services: topics, group, namespace."""
+    """One test's isolated slice of the services: topics, group, namespace; its Redis is
+    the session's standalone one, or a Redis Cluster (`cluster_url`)."""
 
     services: Services
     prefix: str
-    redis: redis.Redis
+    redis: redis.Redis | redis.RedisCluster
     partitions: int = 1
     workers: list[WorkerHandle] = field(default_factory=list)
+    cluster_url: str | None = None
+
+    @property
+    def redis_url(self) -> str:
+        return self.cluster_url or self.services.redis_url
+
+    @property
+    def redis_settings(self) -> RedisSettings:
+        return RedisSettings(
+            url=Secret(self.redis_url), namespace=self.prefix, cluster=bool(self.cluster_url)
+        )
 
     def topic(self, kind: str) -> str:
         return f"{self.prefix}.{kind}"
@@ -133,7 +146,7 @@ class Env:
                 processing_guarantee=guarantee,
                 transactional_id=f"{self.prefix}-tx",
             ),
-            redis=RedisSettings(url=Secret(self.services.redis_url), namespace=self.prefix),
+            redis=self.redis_settings,
             metrics=MetricsSettings(port=0),
             worker=replace(WorkerSettings(), **worker),
         )
@@ -249,12 +262,18 @@ class WorkerHandle:
 
 
 @contextlib.contextmanager
-def isolated_env(services: Services, partitions: int = 1) -> Iterator[Env]:
-    """Fresh topics (`partitions` each), group and namespace on `services`; workers left
-    running are stopped."""
+def isolated_env(
+    services: Services, partitions: int = 1, cluster_url: str | None = None
+) -> Iterator[Env]:
+    """Fresh topics (`partitions` each), group and namespace on `services` (and on the
+    Redis Cluster at `cluster_url`, if given); workers left running are stopped."""
     prefix = f"t{uuid.uuid4().hex[:10]}"
-    client = redis.Redis.from_url(services.redis_url)
-    e = Env(services, prefix, client, partitions)
+    client: redis.Redis | redis.RedisCluster = (
+        redis.RedisCluster.from_url(cluster_url)
+        if cluster_url
+        else redis.Redis.from_url(services.redis_url)
+    )
+    e = Env(services, prefix, client, partitions, cluster_url=cluster_url)
     ensure_topics(
         {"bootstrap.servers": services.bootstrap_servers},
         [*e.input_topics.values(), e.topic("scores"), e.topic("dlq")],
@@ -273,6 +292,34 @@ def isolated_env(services: Services, partitions: int = 1) -> Iterator[Env]:
 def env(services: Services) -> Iterator[Env]:
     with isolated_env(services) as e:
         yield e
+
+
+@pytest.fixture(scope="session")
+def redis_cluster() -> Iterator[RedisCluster]:
+    """A Redis Cluster of three masters on loopback, for the session."""
+    with RedisCluster() as cluster:
+        yield cluster
+
+
+@pytest.fixture
+def cluster_env(services: Services, redis_cluster: RedisCluster) -> Iterator[Env]:
+    """An Env whose state lives in the session's Redis Cluster."""
+    with isolated_env(services, cluster_url=redis_cluster.url) as e:
+        yield e
+
+
+@pytest.fixture(params=["standalone", "cluster"])
+def any_env(request: pytest.FixtureRequest) -> Env:
+    """The test runs twice: on a standalone Redis and on a Redis Cluster."""
+    name = "env" if request.param == "standalone" else "cluster_env"
+    return request.getfixturevalue(name)  # type: ignore[no-any-return]
+
+
+def cluster_url(request: pytest.FixtureRequest, redis_kind: str) -> str | None:
+    """The session's Redis Cluster URL if `redis_kind` is "cluster" (started on first use)."""
+    if redis_kind != "cluster":
+        return None
+    return request.getfixturevalue("redis_cluster").url  # type: ignore[no-any-return]
 
 
 def wait_until(check: Callable[[], bool], timeout_s: float = 60, what: str = "") -> None:
@@ -314,7 +361,8 @@ def worker_environment(env: Env, **overrides: str) -> dict[str, str]:
     return {
         **os.environ,
         "LEADSCORE_BOOTSTRAP_SERVERS": env.services.bootstrap_servers,
-        "LEADSCORE_REDIS_URL": env.services.redis_url,
+        "LEADSCORE_REDIS_URL": env.redis_url,
+        "LEADSCORE_REDIS_CLUSTER": "1" if env.cluster_url else "",
         "LEADSCORE_INPUT_TOPICS": ",".join(f"{t}={rt}" for rt, t in env.input_topics.items()),
         "LEADSCORE_OUTPUT_TOPIC": env.topic("scores"),
         "LEADSCORE_DLQ_TOPIC": env.topic("dlq"),
@@ -370,9 +418,11 @@ def committed_all(env: Env, messages: Iterable[Any], timeout_s: float = 120) -> 
     )
 
 
-def assert_counted_once(store: StateStore, messages: Iterable[Any]) -> int:
-    """Every valid event of `messages` changed its profile exactly once: each profile's
-    event count equals its number of distinct valid event ids. Returns the total."""
+def counted_events(
+    store: StateStore, messages: Iterable[Any]
+) -> tuple[dict[ProfileKey, int], dict[ProfileKey, int]]:
+    """Per profile of `messages` (with record_type): the events its stored state counts
+    (0 if it has none), and its number of distinct valid event ids."""
     decoders = {rt: InputDecoder(rt, max_clock_skew_ms=300_000) for rt in RECORD_TYPES.values()}
     expected: dict[ProfileKey, set[str]] = defaultdict(set)
     for message in messages:
@@ -381,6 +431,14 @@ def assert_counted_once(store: StateStore, messages: Iterable[Any]) -> int:
         except InvalidEvent:
             continue
         expected[event.profile_key].add(event.event_id)
-    counted = {p: store.read(p).state.events for p in expected}  # type: ignore[union-attr]
-    assert counted == {p: len(ids) for p, ids in expected.items()}
+    found = store.load(list(expected))
+    counted = {p: s.state.events if s.state is not None else 0 for p, s in found.items()}
+    return counted, {p: len(ids) for p, ids in expected.items()}
+
+
+def assert_counted_once(store: StateStore, messages: Iterable[Any]) -> int:
+    """Every valid event of `messages` changed its profile exactly once: each profile's
+    event count equals its number of distinct valid event ids. Returns the total."""
+    counted, expected = counted_events(store, messages)
+    assert counted == expected
     return sum(counted.values())

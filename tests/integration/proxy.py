@@ -13,7 +13,8 @@ from collections.abc import Iterator
 class FreezableProxy:
     """Forwards 127.0.0.1:`port` to `target`; while frozen, accepts connections and
     bytes but forwards nothing (calls through it time out), and forwards what waited
-    once thawed."""
+    once thawed. Setting `target` sends new connections elsewhere (a failover behind a
+    stable address)."""
 
     def __init__(self, target: tuple[str, int]) -> None:
         self.target = target
@@ -42,7 +43,11 @@ class FreezableProxy:
                 assert isinstance(sock, socket.socket)
                 if sock is self._listener:
                     client, _ = self._listener.accept()
-                    server = socket.create_connection(self.target)
+                    try:
+                        server = socket.create_connection(self.target, timeout=1)
+                    except OSError:  # nothing listens there (yet): as if refused
+                        client.close()
+                        continue
                     for end, other in ((client, server), (server, client)):
                         end.setblocking(False)
                         peers[end] = other
@@ -54,7 +59,9 @@ class FreezableProxy:
                 except OSError:
                     data = b""
                 if not data:
-                    other = peers.pop(sock)
+                    other = peers.pop(sock, None)
+                    if other is None:  # closed as the other end of one closed before
+                        continue
                     peers.pop(other, None)
                     for end in (sock, other):
                         with contextlib.suppress(KeyError, ValueError):

@@ -7,7 +7,7 @@ import pytest
 from leadscore.codec import decode_output
 from leadscore.events import ProfileKey
 from leadscore.state.store import StateStore
-from leadscore.worker import Worker
+from leadscore.worker import Worker, next_offsets
 from tests.integration.conftest import Env, wait_until
 from tests.models import simple_model
 from tests.records import encoded
@@ -31,7 +31,7 @@ def test_outputs_persisted_before_a_crash_are_published_on_replay(env: Env, guar
             lambda: bool(messages.extend(crashed.poll()) or len(messages) == 3), what="the batch"
         )
         events, _ = crashed.decode(messages)
-        lost = crashed.score_and_persist(events)
+        lost = crashed.score_and_persist(events, next_offsets(messages))
         # the process dies here: the state is written, nothing published or committed
     expected = [(o.record.key, decode_output(o.kind, o.record.value)["event_id"]) for o in lost]
     assert len(expected) == 5  # per lead the first transition and score; R1 a score more

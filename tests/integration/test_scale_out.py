@@ -18,6 +18,7 @@ from tests.integration.conftest import (
     KAFKA_OPTIONS,
     Env,
     Services,
+    cluster_url,
     isolated_env,
     read_all,
     schedule_drained,
@@ -73,12 +74,16 @@ def repeated_outputs(env: Env, log_path: Path) -> str:
     return "\n".join(["sent more than once:", *lines, "log:", log_path.read_text()[-20_000:]])
 
 
-def test_three_workers_one_killed_midway(services: Services, tmp_path: Path) -> None:
+@pytest.mark.parametrize("redis_kind", ["standalone", "cluster"])
+def test_three_workers_one_killed_midway(
+    services: Services, tmp_path: Path, request: pytest.FixtureRequest, redis_kind: str
+) -> None:
     events = one_topic_per_lead(
         events=EVENTS, leads=LEADS, prefix="S", start=START, spacing_ms=100, seed=21
     )
     reference_ids, reference_states = pure_outcome(events, CLOCK)
-    with isolated_env(services, partitions=PARTITIONS) as env:
+    cluster = cluster_url(request, redis_kind)
+    with isolated_env(services, partitions=PARTITIONS, cluster_url=cluster) as env:
         env.produce([(env.topic(kind), lead.encode(), value) for kind, lead, value in events])
         variables = worker_environment(
             env, batch_size="100", log_level="WARNING", clock_speed="0", clock_start=str(CLOCK)

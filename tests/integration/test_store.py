@@ -7,12 +7,12 @@ from __future__ import annotations
 import pytest
 
 from leadscore.codec import InputDecoder
-from leadscore.errors import StateUnavailable
+from leadscore.errors import StateRefused
 from leadscore.events import ProfileKey
 from leadscore.scoring.score import score
 from leadscore.state import keys
 from leadscore.state.encoding import StoredOutput
-from leadscore.state.store import Due, StateStore, Stored, Write
+from leadscore.state.store import Due, StateStore, Stored, Write, kept_field
 from tests.integration.conftest import Env
 from tests.models import simple_model
 from tests.records import encoded, now_ms
@@ -51,14 +51,15 @@ def test_a_write_is_conditional_on_the_version_read_and_keeps_the_ttl_unless_ref
 
 
 def test_a_profile_stored_as_a_hash_is_an_error(env: Env) -> None:
-    """The hash layout of an unreleased version is not read (nor taken for no profile)."""
+    """The hash layout of an unreleased version is not read (nor taken for no profile):
+    retrying would not help, so the error stops the worker."""
     env.redis.hset(keys.profile_key(env.prefix, LEAD), mapping={"v": 7})
     store = StateStore(env.redis, namespace=env.prefix, ttl_ms=0)
-    with pytest.raises(StateUnavailable, match="WRONGTYPE"):
+    with pytest.raises(StateRefused, match="GET: WRONGTYPE"):
         store.read(LEAD)
 
 
-def test_outputs_are_kept_by_partition_until_forgotten(env: Env) -> None:
+def test_outputs_are_kept_by_partition_under_the_write_token_until_forgotten(env: Env) -> None:
     event = InputDecoder("Visit", max_clock_skew_ms=300_000)(
         encoded("Visit", LEAD.id, occurred_at=now_ms())
     )
@@ -70,17 +71,28 @@ def test_outputs_are_kept_by_partition_until_forgotten(env: Env) -> None:
         StoredOutput(6, "score_changed", b"c"),
     ]
     other = ProfileKey("lead", "old-2")
-    # a write in conflict keeps nothing
-    stale = Write(LEAD, Stored(version=3), state, {VISITS: 6}, {VISITS: outputs})
-    assert store.save([stale], kept_field="w:1") == [LEAD]
-    assert store.kept([VISITS]).outputs == {}
+    # a write in conflict still keeps its outputs (they are written first), under a token
+    # the profile does not hold: a replay never reads them back
+    stale = Write(LEAD, Stored(version=3), state, {VISITS: 6}, {VISITS: outputs}, token=1)
+    assert store.save([stale]) == [LEAD]
+    assert store.kept([VISITS]) == {(VISITS, kept_field(1)): outputs}
+    assert store.read(LEAD) == Stored()
     writes = [
-        Write(LEAD, Stored(), state, {VISITS: 6}, {VISITS: outputs[:2]}),
-        Write(other, Stored(), state, {VISITS: 6}, {VISITS: outputs[2:]}),
+        Write(LEAD, Stored(), state, {VISITS: 6}, {VISITS: outputs[:2]}, token=2),
+        Write(other, Stored(), state, {VISITS: 6}, {VISITS: outputs[2:]}, token=2),
     ]
-    assert store.save(writes, kept_field="w:2") == []
-    kept = store.kept([VISITS])
-    assert kept.outputs == {(VISITS, 5): outputs[:2], (VISITS, 6): outputs[2:]}
-    assert kept.fields == {(VISITS, "w:2"): 6}  # one field per call, up to offset 6
-    assert store.save([], (), forget=[(VISITS, "w:2")]) == []
-    assert store.kept([VISITS]).outputs == {}
+    assert store.save(writes, forget=[(VISITS, kept_field(1))]) == []
+    assert store.kept([VISITS]) == {(VISITS, kept_field(2)): outputs}  # one field per call
+    assert store.read(LEAD).token == store.read(other).token == 2
+    assert store.save([], (), forget=[(VISITS, kept_field(2))]) == []
+    assert store.kept([VISITS]) == {}
+    with pytest.raises(ValueError, match="one token"):
+        store.save([writes[0], Write(other, Stored(), state, {}, {VISITS: outputs}, token=3)])
+
+
+def test_the_progress_marker_only_grows(env: Env) -> None:
+    store = StateStore(env.redis, namespace=env.prefix, ttl_ms=0)
+    assert store.progress([VISITS]) == {VISITS: None}
+    store.save([], progress={VISITS: 12_345_678_901_234_567})
+    store.save([], progress={VISITS: 7})  # a worker finishing an older batch
+    assert store.progress([VISITS]) == {VISITS: 12_345_678_901_234_567}

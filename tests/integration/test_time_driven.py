@@ -339,8 +339,8 @@ def test_a_sweep_lost_before_publishing_is_published_by_the_next(env: Env) -> No
     crashed = Worker(env.settings(clock_speed=0, clock_start_ms=clock_at), model)
     with crashed.connected():
         wait_until(lambda: bool(batch := crashed.poll()) and crashed.process(batch) is None)
-        crashed.publisher = Unreachable()
-        wait_until(lambda: crashed.sweep() or bool(lost), what="a sweep")
+        crashed.sweeper.publisher = Unreachable()
+        wait_until(lambda: crashed.sweeper.sweep() or bool(lost), what="a sweep")
     expected = [decode_output(r.headers[0][1].decode(), r.value)["event_id"] for r in lost]
     assert len(expected) == 2  # contact -> visitor, and its score
     lead = ProfileKey("lead", "S1")

@@ -357,10 +357,12 @@ def encode_profile(
     watermarks: dict[tuple[str, int], int],
     schedule: tuple[str, int] | None,
     pending: Sequence[StoredOutput],
+    token: int,
 ) -> bytes:
     """A profile as one Redis string: its version (4 bytes, big-endian: the write script
     reads it with GETRANGE), then a msgpack array of the watermarks, the schedule
-    partition, the pending outputs of time-driven changes and the state."""
+    partition, the pending outputs of time-driven changes, the write token (which kept
+    outputs belong to the profile's last event write: `state/replay.py`) and the state."""
     return _VERSION.pack(version) + _pack(  # type: ignore[no-any-return]
         [
             [
@@ -370,6 +372,7 @@ def encode_profile(
             ],
             None if schedule is None else list(schedule),
             _outputs(pending),
+            token,
             encode_state(state),
         ]
     )
@@ -377,10 +380,12 @@ def encode_profile(
 
 def decode_profile(
     raw: bytes,
-) -> tuple[int, LeadState, dict[tuple[str, int], int], tuple[str, int] | None, list[StoredOutput]]:
-    """What `encode_profile` wrote: (version, state, watermarks, schedule, pending)."""
+) -> tuple[
+    int, LeadState, dict[tuple[str, int], int], tuple[str, int] | None, list[StoredOutput], int
+]:
+    """What `encode_profile` wrote: (version, state, watermarks, schedule, pending, token)."""
     (version,) = _VERSION.unpack_from(raw)
-    watermarks, schedule, pending, state = _unpack(raw[_VERSION.size :])
+    watermarks, schedule, pending, token, state = _unpack(raw[_VERSION.size :])
     return (
         version,
         decode_state(state),
@@ -390,6 +395,7 @@ def decode_profile(
         },
         None if schedule is None else (schedule[0], schedule[1]),
         _stored_outputs(pending),
+        token,
     )
 
 

@@ -31,6 +31,13 @@ def kept_key(namespace: str, topic: str, partition: int) -> str:
     return f"{namespace}:kept:{{{topic}:{partition}}}"
 
 
+def progress_key(namespace: str, topic: str, partition: int) -> str:
+    """The string holding the highest offset (plus one) whose batch was written, one per
+    input partition, never expiring: a committed offset above it means that Redis lost
+    state the worker wrote (restarted empty, restored from an old snapshot)."""
+    return f"{namespace}:progress:{{{topic}:{partition}}}"
+
+
 def schedule_member(profile: ProfileKey) -> str:
     return f"{profile.kind}:{profile.id}"
 
@@ -38,3 +45,9 @@ def schedule_member(profile: ProfileKey) -> str:
 def parse_schedule_member(member: str) -> ProfileKey:
     kind, _, profile_id = member.partition(":")
     return ProfileKey(kind, profile_id)
+
+
+def wait_key(namespace: str, n: int) -> str:
+    """Keys written just before a WAIT on a Redis Cluster node (the worker picks one per
+    node, in a slot of that node): WAIT counts only its own connection's writes."""
+    return f"{namespace}:wait:{{{n}}}"

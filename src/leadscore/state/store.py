@@ -1,19 +1,46 @@
-"""Profile state in Redis: one pipelined read and one script call that writes a batch.
+"""Profile state in Redis, standalone or Cluster: pipelined reads, and a batch's write in
+calls that each touch one slot.
 
 A profile is one Redis string (`encoding.encode_profile`): its version, watermarks,
-schedule partition, pending outputs and state. One string instead of a hash of fields: a
-hash whose values are longer than 64 bytes is stored as a hash table, which cost 440 bytes
-per profile more. The outputs a batch's events caused are kept apart, per input partition
-(`keys.kept_key`), from the write until the batch is published."""
+schedule partition, pending outputs, write token and state. One string instead of a hash
+of fields: a hash whose values are longer than 64 bytes is stored as a hash table, which
+cost 440 bytes per profile more.
+
+A batch is written in two steps (`save`), each made of calls that touch one slot:
+
+1. per input partition (keys tagged by partition, `partition.lua`): the outputs the
+   batch's events caused, kept under the batch's write token until they are published;
+   the kept outputs published since, dropped; the progress marker; the schedule entries;
+2. per profile (or per slot: `profiles.lua`): the state, its watermarks and the write
+   token, conditional on the version read.
+
+Step 2 commits a profile's state, watermarks and the token that names its kept outputs
+together; step 1 comes first, so a crash between them leaves only outputs that no
+profile's token names (never read back) and schedule entries the sweep checks against the
+profiles. Step 2 starts once step 1 is acknowledged (one round trip each: in one
+pipeline, a failed step-1 call would not stop the step-2 calls behind it). With
+`replicas` set, the write returns only once that many replicas acknowledged it (`WAIT`).
+
+Redis errors become ours: an outage (`StateUnavailable`: unreachable, loading, failing
+over, resharding, out of memory) is retried by the worker; anything else
+(`StateRefused`: a missing ACL permission, a script error, a wrong key type) stops it.
+A script Redis lost (restart, failover) is loaded again.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+import hashlib
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from importlib import resources
 from typing import Any, NamedTuple
 
 import redis
+import redis.exceptions as rx
+from redis.cluster import RedisCluster
+from redis.crc import key_slot
+from redis.exceptions import RedisClusterException
 
 from leadscore.errors import StateRefused, StateUnavailable
 from leadscore.events import ProfileKey
@@ -28,21 +55,33 @@ from leadscore.state.encoding import (
 )
 
 Partition = tuple[str, int]
+Client = redis.Redis | RedisCluster
 
-_UNAVAILABLE = (redis.ConnectionError, redis.TimeoutError, redis.BusyLoadingError)
+# replies that mean "not now": the worker holds the batch and retries
+_OUTAGES = (
+    rx.ConnectionError,  # also LOADING (BusyLoadingError)
+    rx.TimeoutError,
+    rx.TryAgainError,
+    rx.ClusterDownError,  # also MASTERDOWN
+    rx.ReadOnlyError,  # a primary that became a replica: the failover is under way
+    rx.ClusterError,
+)
+_REFUSED_CREDENTIALS = (rx.AuthenticationError, rx.AuthorizationError)
 
 
 @dataclass(slots=True)
 class Stored:
     """A profile as read: its version (0 if new), state, per input partition the highest
-    offset applied (watermark), the partition whose schedule holds it, and the outputs of
-    time-driven changes not yet acknowledged."""
+    offset applied (watermark), the partition whose schedule holds it, the outputs of
+    time-driven changes not yet acknowledged, and the token of its last event write (its
+    kept outputs are those under that token: `state/replay.py`)."""
 
     version: int = 0
     state: LeadState | None = None
     watermarks: dict[Partition, int] = field(default_factory=dict)
     schedule: Partition | None = None
     pending: list[StoredOutput] = field(default_factory=list)
+    token: int = 0
 
 
 class Due(NamedTuple):
@@ -59,12 +98,12 @@ class Write:
     """A new state for a profile, valid only if the profile is still as read (`base`, at
     its version).
 
-    `outputs` are the outputs this write's events caused, by input partition, kept (in
-    that partition's hash, by cause offset) until they are published. `pending` replaces
-    the outputs of
-    time-driven changes not yet acknowledged (None leaves them). `due` is the profile's
-    schedule entry (None leaves it). `refresh_ttl` restarts the time to live (an event
-    arrived); a time-driven change leaves it running.
+    `outputs` are the outputs this write's events caused, by input partition, kept under
+    the write's `token` until they are published (None: a time-driven write, which keeps
+    none and leaves the token). `pending` replaces the outputs of time-driven changes not
+    yet acknowledged (None leaves them). `due` is the profile's schedule entry (None
+    leaves it). `refresh_ttl` restarts the time to live (an event arrived); a time-driven
+    change leaves it running.
 
     Neither a `Write` nor a `Stored` is changed once made (they are not frozen: a frozen
     dataclass costs several times as much to build, and one of each is made per write).
@@ -78,6 +117,7 @@ class Write:
     pending: list[StoredOutput] | None = None
     due: Due | None = None
     refresh_ttl: bool = True
+    token: int | None = None
     _after: Stored | None = field(default=None, init=False, repr=False, compare=False)
 
     @property
@@ -94,36 +134,86 @@ class Write:
                 {**before.watermarks, **self.watermarks},
                 self.due.partition if self.due is not None else before.schedule,
                 self.pending if self.pending is not None else before.pending,
+                self.token if self.token is not None else before.token,
             )
         return self._after
 
 
-@dataclass(slots=True)
-class Kept:
-    """Outputs kept for a replay, as read: by (partition, cause offset), and the fields
-    that hold them with the highest cause offset in each (a field can be dropped once every
-    event up to it was published again)."""
+def kept_field(token: int) -> str:
+    """The field of the kept-output hashes that holds the outputs of the writes with
+    `token`."""
+    return format(token, "x")
 
-    outputs: dict[tuple[Partition, int], list[StoredOutput]] = field(default_factory=dict)
-    fields: dict[tuple[Partition, str], int] = field(default_factory=dict)
+
+@dataclass(slots=True)
+class _PartitionCall:
+    """What one save writes about one input partition (`partition.lua`)."""
+
+    kept: list[bytes] = field(default_factory=list)
+    forget: list[str] = field(default_factory=list)
+    progress: int | None = None
+    schedule: dict[str, int | None] = field(default_factory=dict)
 
 
 def _script(name: str) -> str:
     return resources.files("leadscore.state.lua").joinpath(name).read_text("utf-8")
 
 
+def _sha1(text: str) -> str:
+    return hashlib.sha1(text.encode(), usedforsecurity=False).hexdigest()
+
+
 class StateStore:
     """Reads and conditionally writes profile state; Redis errors become our own."""
 
-    def __init__(self, client: redis.Redis, *, namespace: str, ttl_ms: int) -> None:
-        self._client = client
+    def __init__(
+        self,
+        client: Client | Callable[[], Client],
+        *,
+        namespace: str,
+        ttl_ms: int,
+        replicas: int = 0,
+        replica_timeout_ms: int = 1000,
+    ) -> None:
+        self._made: Client | None = None if callable(client) else client
+        self._make = client if callable(client) else None
         self.namespace = namespace
         self._ttl_ms = ttl_ms
+        self._replicas = replicas
+        self._replica_timeout_ms = replica_timeout_ms
         # kept outputs are dropped once published; a partition nobody consumes any more
         # loses them after this long
         self._kept_ttl_ms = 7 * 86_400_000
-        # redis-py loads a script once and reloads it on NOSCRIPT, also in pipelines
-        self._save = client.register_script(_script("save.lua"))
+        self._bodies = {name: _script(f"{name}.lua") for name in ("profiles", "partition")}
+        self._sha = {name: _sha1(body) for name, body in self._bodies.items()}
+        self.healthy = False  # whether the last call reached Redis (for readiness)
+        self._wait_keys: dict[str, str] = {}  # Cluster node -> a key in one of its slots
+
+    @property
+    def _client(self) -> Client:
+        """The client, made on first use: a Cluster client asks the nodes for the slots as
+        it is made, which fails while no node answers."""
+        if self._made is None:
+            assert self._make is not None
+            try:
+                self._made = self._make()
+            except (RedisClusterException, rx.RedisError) as exc:
+                # a Cluster client wraps what the nodes replied in its own exception
+                refused = ("WRONGPASS", "NOAUTH", "invalid username-password", "NOPERM")
+                if isinstance(exc, _REFUSED_CREDENTIALS) or any(r in str(exc) for r in refused):
+                    raise StateRefused(f"refused the credentials: {exc}") from exc
+                raise StateUnavailable(f"no node of the Redis Cluster answered: {exc}") from exc
+        return self._made
+
+    @property
+    def _cluster(self) -> bool:
+        return isinstance(self._client, RedisCluster)
+
+    def close(self) -> None:
+        if self._made is not None:
+            self._made.close()
+
+    # ---- health ---------------------------------------------------------------------------
 
     def check(self) -> None:
         """Return once Redis answers a PING with the configured credentials; raise
@@ -131,114 +221,59 @@ class StateStore:
         cannot be reached."""
         try:
             self._client.ping()
-        except (redis.AuthenticationError, redis.exceptions.AuthorizationError) as exc:
+        except _REFUSED_CREDENTIALS as exc:
             raise StateRefused(f"refused the credentials: {exc}") from exc
-        except _UNAVAILABLE as exc:
+        except _OUTAGES as exc:
             raise StateUnavailable(str(exc)) from exc
-        except redis.ResponseError as exc:  # a database that does not exist, a NOPERM user
+        except rx.RedisError as exc:  # a database that does not exist, a NOPERM user
             raise StateRefused(str(exc)) from exc
 
     def ping(self) -> bool:
         try:
-            return bool(self._client.ping())
-        except (*_UNAVAILABLE, redis.ResponseError):
-            return False
+            self.healthy = bool(self._client.ping())
+        except rx.RedisError:
+            self.healthy = False
+        return self.healthy
+
+    # ---- reads ----------------------------------------------------------------------------
 
     def load(self, profiles: Sequence[ProfileKey]) -> dict[ProfileKey, Stored]:
         """Read many profiles in one round trip."""
         pipe = self._client.pipeline(transaction=False)
         for profile in profiles:
             pipe.get(keys.profile_key(self.namespace, profile))
-        replies = self._execute(pipe)
+        replies = self._execute(pipe, "GET")
         return {p: _stored(raw) for p, raw in zip(profiles, replies, strict=True)}
 
-    def save(
-        self,
-        writes: Sequence[Write],
-        schedule: Sequence[Due] = (),
-        forget: Iterable[tuple[Partition, str]] = (),
-        kept_field: str = "",
-    ) -> list[ProfileKey]:
-        """Apply every write that is not in conflict, with its schedule entry and its kept
-        outputs (all of them under `kept_field` in each partition's hash: a name no other
-        call uses), set the entries of `schedule`, and drop the kept outputs of `forget`
-        (partition, field: published since), in one script call; return the profiles in
-        conflict.
+    def read(self, profile: ProfileKey) -> Stored:
+        """One profile, for `inspect` and tests."""
+        return self.load([profile])[profile]
 
-        A schedule entry is an index, not the truth: the sweep checks every entry against
-        the profile's state, and a conflicting write is retried, which sets it again.
-        """
-        forget = list(forget)
-        if not writes and not schedule and not forget:
-            return []
-        keys_: list[str] = [keys.profile_key(self.namespace, w.profile) for w in writes]
-        others: dict[str, int] = {}
-
-        def position(key: str) -> int:
-            if key not in others:
-                others[key] = len(writes) + len(others) + 1
-            return others[key]
-
-        def kept_position(partition: Partition) -> int:
-            return position(keys.kept_key(self.namespace, *partition))
-
-        if any(w.outputs for w in writes) and not kept_field:
-            raise ValueError("outputs to keep need a kept_field")
-        args: list[Any] = [len(writes), self._kept_ttl_ms, kept_field]
-        for write in writes:
-            after = write.after()
-            assert after.state is not None
-            due = write.due
-            kept: list[Any] = []
-            for partition, outputs in write.outputs.items():
-                if outputs:
-                    kept += [kept_position(partition), encode_outputs(outputs)]
-            args += [
-                write.expected_version,
-                self._ttl_ms if write.refresh_ttl else 0,
-                encode_profile(
-                    after.version, after.state, after.watermarks, after.schedule, after.pending
-                ),
-                position(keys.schedule_key(self.namespace, *due.partition)) if due else 0,
-                keys.schedule_member(write.profile),
-                "" if due is None or due.at is None else due.at,
-                len(kept) // 2,
-                *kept,
-            ]
-        args.append(len(schedule))
-        for entry in schedule:
-            args += [
-                position(keys.schedule_key(self.namespace, *entry.partition)),
-                keys.schedule_member(entry.profile),
-                "" if entry.at is None else entry.at,
-            ]
-        for partition, field_name in forget:
-            args += [kept_position(partition), field_name]
-        try:
-            applied = self._save(keys=keys_ + list(others), args=args)
-        except _UNAVAILABLE as exc:
-            raise StateUnavailable(f"redis unavailable: {exc}") from exc
-        except redis.ResponseError as exc:
-            raise StateUnavailable(f"redis refused the request: {exc}") from exc
-        return [w.profile for w, ok in zip(writes, applied, strict=True) if not ok]
-
-    def kept(self, partitions: Iterable[Partition]) -> Kept:
-        """The outputs kept for a replay on `partitions`: those not yet dropped (once
-        published)."""
+    def kept(
+        self, partitions: Iterable[Partition]
+    ) -> dict[tuple[Partition, str], list[StoredOutput]]:
+        """The outputs kept for a replay on `partitions`, by (partition, field): those not
+        yet dropped (once published)."""
         partitions = list(partitions)
         pipe = self._client.pipeline(transaction=False)
         for partition in partitions:
             pipe.hgetall(keys.kept_key(self.namespace, *partition))
-        kept = Kept()
-        for partition, fields in zip(partitions, self._execute(pipe), strict=True):
-            for name, value in fields.items():
-                outputs = decode_outputs(value)
-                for output in outputs:
-                    kept.outputs.setdefault((partition, output.cause_offset), []).append(output)
-                if outputs:
-                    last = max(o.cause_offset for o in outputs)
-                    kept.fields[(partition, name.decode())] = last
-        return kept
+        return {
+            (partition, name.decode()): decode_outputs(value)
+            for partition, fields in zip(partitions, self._execute(pipe, "HGETALL"), strict=True)
+            for name, value in fields.items()
+        }
+
+    def progress(self, partitions: Sequence[Partition]) -> dict[Partition, int | None]:
+        """The progress marker of each partition: one past the highest offset whose batch
+        was written here (None: never written, or lost)."""
+        pipe = self._client.pipeline(transaction=False)
+        for partition in partitions:
+            pipe.get(keys.progress_key(self.namespace, *partition))
+        replies = self._execute(pipe, "GET")
+        return {
+            p: None if raw is None else int(raw) for p, raw in zip(partitions, replies, strict=True)
+        }
 
     def due(self, partitions: Sequence[Partition], now: int, limit: int) -> list[Due]:
         """Up to `limit` profiles due at or before `now` in the schedules of `partitions`,
@@ -249,10 +284,162 @@ class StateStore:
             pipe.zrangebyscore(key, "-inf", now, start=0, num=limit, withscores=True)
         entries = [
             Due(keys.parse_schedule_member(member.decode()), partition, int(at))
-            for partition, reply in zip(partitions, self._execute(pipe), strict=True)
+            for partition, reply in zip(
+                partitions, self._execute(pipe, "ZRANGEBYSCORE"), strict=True
+            )
             for member, at in reply
         ]
         return sorted(entries, key=lambda e: e.at or 0)[:limit]
+
+    # ---- writes ---------------------------------------------------------------------------
+
+    def save(
+        self,
+        writes: Sequence[Write],
+        schedule: Sequence[Due] = (),
+        forget: Iterable[tuple[Partition, str]] = (),
+        progress: dict[Partition, int] | None = None,
+    ) -> list[ProfileKey]:
+        """Apply every write that is not in conflict; set the schedule entries of the
+        writes and of `schedule`; keep the writes' outputs under their token; drop the
+        kept outputs of `forget` (partition, field: published since); move the progress
+        markers of `progress` (partition: the batch's next offset) up. Returns the
+        profiles in conflict.
+
+        A schedule entry is an index, not the truth: the sweep checks every entry against
+        the profile's state, and a conflicting write is retried, which sets it again.
+        """
+        calls: dict[Partition, _PartitionCall] = defaultdict(_PartitionCall)
+        tokens = {w.token for w in writes if w.outputs}
+        if len(tokens) > 1 or None in tokens:
+            raise ValueError("the writes of one save keep their outputs under one token")
+        token = tokens.pop() or 0 if tokens else 0
+        for write in writes:
+            for partition, outputs in write.outputs.items():
+                if outputs:
+                    calls[partition].kept.append(encode_outputs(outputs))
+            if write.due is not None:
+                calls[write.due.partition].schedule[keys.schedule_member(write.profile)] = (
+                    write.due.at
+                )
+        for entry in schedule:
+            calls[entry.partition].schedule[keys.schedule_member(entry.profile)] = entry.at
+        for partition, name in forget:
+            calls[partition].forget.append(name)
+        for partition, offset in (progress or {}).items():
+            calls[partition].progress = offset
+        if not writes and not calls:
+            return []
+        # step 2 only once step 1 is acknowledged: in one pipeline, a failed step-1 call
+        # (out of memory, say) would not stop the step-2 calls behind it
+        self._run([self._partition_call(p, c, token) for p, c in calls.items()], wait=False)
+        wait = self._replicas > 0
+        applied = self._run(self._profile_calls(writes), wait=wait and not self._cluster)
+        if wait and self._cluster:
+            self._wait_on_every_primary()
+        done = [ok for reply in applied for ok in reply]
+        return [w.profile for w, ok in zip(writes, done, strict=True) if not ok]
+
+    def _partition_call(
+        self, partition: Partition, call: _PartitionCall, token: int
+    ) -> tuple[Any, ...]:
+        ns = self.namespace
+        args: list[Any] = [
+            self._kept_ttl_ms,
+            kept_field(token),
+            b"".join(call.kept),
+            "" if call.progress is None else call.progress,
+            len(call.forget),
+            *call.forget,
+        ]
+        for member, at in call.schedule.items():
+            args += [member, "" if at is None else at]
+        return (
+            "partition",
+            [
+                keys.kept_key(ns, *partition),
+                keys.schedule_key(ns, *partition),
+                keys.progress_key(ns, *partition),
+            ],
+            args,
+        )
+
+    def _profile_calls(self, writes: Sequence[Write]) -> list[tuple[Any, ...]]:
+        """One call per slot on a Cluster, one for all on a standalone Redis; in the order
+        of `writes` when read back in call order."""
+        groups: dict[int, list[tuple[str, list[Any]]]] = defaultdict(list)
+        for write in writes:
+            key = keys.profile_key(self.namespace, write.profile)
+            after = write.after()
+            assert after.state is not None
+            value = encode_profile(
+                after.version,
+                after.state,
+                after.watermarks,
+                after.schedule,
+                after.pending,
+                after.token,
+            )
+            ttl = self._ttl_ms if write.refresh_ttl else 0
+            groups[key_slot(key.encode()) if self._cluster else 0].append(
+                (key, [write.expected_version, ttl, value])
+            )
+        return [
+            ("profiles", [key for key, _ in group], [x for _, args in group for x in args])
+            for group in groups.values()
+        ]
+
+    def _run(self, calls: list[tuple[str, list[str], list[Any]]], wait: bool) -> list[Any]:
+        """Run script calls in one pipeline; with `wait`, then WAIT for the replicas on the
+        same connection (standalone Redis). A script Redis lost is loaded again and the
+        calls that failed for it run again, in order."""
+        if not calls and not wait:
+            return []
+        pipe = self._client.pipeline(transaction=False)
+        cluster: Any = self._client if self._cluster else None
+        for name, keys_, args in calls:
+            command = ("EVALSHA", self._sha[name], len(keys_), *keys_, *args)
+            if cluster is None:
+                pipe.execute_command(*command)
+            else:  # routed by the local slot table (a MOVED reply re-routes it by key):
+                # by key, redis-py would ask a node for the keys of every call first
+                node = cluster.get_node_from_key(keys_[0])
+                pipe.execute_command(*command, target_nodes=node)
+        if wait:  # WAIT counts this connection's writes: one just before it covers all
+            pipe.set(keys.wait_key(self.namespace, 0), 1)
+            pipe.execute_command("WAIT", self._replicas, self._replica_timeout_ms)
+        replies = self._execute(pipe, "EVALSHA", allow=rx.NoScriptError)
+        lost = [i for i, reply in enumerate(replies) if isinstance(reply, rx.NoScriptError)]
+        if lost:
+            self._load_scripts()
+            again = self._run([calls[i] for i in lost], wait=False)
+            for i, reply in zip(lost, again, strict=True):
+                replies[i] = reply
+        if wait:
+            self._acknowledged(replies.pop())
+            replies.pop()
+        return replies
+
+    def _load_scripts(self) -> None:
+        try:
+            for body in self._bodies.values():
+                if self._cluster:  # replicas too: a promoted one has them already
+                    cluster: Any = self._client
+                    cluster.execute_command(
+                        "SCRIPT LOAD", body, target_nodes=RedisCluster.ALL_NODES
+                    )
+                else:
+                    self._client.script_load(body)
+        except rx.RedisError as exc:
+            raise _translated(exc, "SCRIPT LOAD") from exc
+
+    def _acknowledged(self, replicas: Any) -> None:
+        if int(replicas) < self._replicas:
+            self.healthy = False
+            raise StateUnavailable(
+                f"only {replicas} of {self._replicas} Redis replicas acknowledged the batch "
+                f"within {self._replica_timeout_ms} ms (--redis-replicas)"
+            )
 
     def settle(self, swept: Sequence[tuple[Stored, Due]]) -> None:
         """After the outputs of time-driven changes are acknowledged: forget them, for each
@@ -271,10 +458,6 @@ class StateStore:
         """Set schedule entries as they are (`at` None removes one): for stale entries,
         whose profile expired or is scheduled in another partition."""
         pipe = self._client.pipeline(transaction=False)
-        self._schedule(pipe, entries)
-        self._execute(pipe)
-
-    def _schedule(self, pipe: Any, entries: Sequence[Due]) -> None:
         for entry in entries:
             key = keys.schedule_key(self.namespace, *entry.partition)
             member = keys.schedule_member(entry.profile)
@@ -282,22 +465,63 @@ class StateStore:
                 pipe.zrem(key, member)
             else:
                 pipe.zadd(key, {member: entry.at})
+        self._execute(pipe, "ZADD")
 
-    def read(self, profile: ProfileKey) -> Stored:
-        """One profile, for `inspect` and tests."""
-        return self.load([profile])[profile]
+    def _wait_on_every_primary(self) -> None:
+        """WAIT on each primary of the Cluster. WAIT counts the writes of the connection
+        it runs on, so each goes after a write on the same connection: a key of
+        `keys.wait_key` in a slot of that node, whose replication covers every write
+        the node took before it."""
+        cluster: Any = self._client  # redis-py's Cluster methods are not annotated
+        for node in cluster.get_primaries():
+            key = self._wait_keys.get(node.name)
+            if key is None or cluster.get_node_from_key(key).name != node.name:
+                key = self._wait_keys[node.name] = self._wait_key(cluster, node.name)
+            pipe: Any = cluster.get_redis_connection(node).pipeline(transaction=False)
+            pipe.set(key, 1)
+            pipe.execute_command("WAIT", self._replicas, self._replica_timeout_ms)
+            self._acknowledged(self._execute(pipe, "WAIT")[1])
 
-    def _execute(self, pipe: Any) -> list[Any]:
+    def _wait_key(self, cluster: Any, node: str) -> str:
+        for n in range(100_000):  # a few tries per node: the slots are spread evenly
+            key = keys.wait_key(self.namespace, n)
+            if cluster.get_node_from_key(key).name == node:
+                return key
+        raise StateUnavailable(f"no slot of Redis Cluster node {node} found")
+
+    def _execute(self, pipe: Any, command: str, allow: type[Exception] | None = None) -> list[Any]:
+        """Execute a pipeline; an error reply raises ours (but `allow`'s are returned)."""
         try:
-            return list(pipe.execute())
-        except _UNAVAILABLE as exc:
-            raise StateUnavailable(f"redis unavailable: {exc}") from exc
-        except redis.ResponseError as exc:
-            raise StateUnavailable(f"redis refused the request: {exc}") from exc
+            replies = list(pipe.execute(raise_on_error=False))
+            for reply in replies:
+                if isinstance(reply, Exception) and not (allow and isinstance(reply, allow)):
+                    raise reply
+        except (rx.RedisError, RedisClusterException) as exc:
+            error = _translated(exc, command)
+            self.healthy = not isinstance(error, StateUnavailable)
+            raise error from exc
+        self.healthy = True
+        return replies
+
+
+def _translated(exc: Exception, command: str) -> Exception:
+    """Our error for a Redis error: an outage is retried, anything else stops the worker
+    (retrying a refused permission or a script error would only repeat it)."""
+    if isinstance(exc, _REFUSED_CREDENTIALS):
+        return StateRefused(f"Redis refused the credentials ({command}): {exc}")
+    if isinstance(exc, (*_OUTAGES, RedisClusterException)):  # slots moving, not covered
+        return StateUnavailable(f"redis unavailable ({command}): {exc}")
+    if isinstance(exc, rx.OutOfMemoryError):  # keys expire, an operator adds memory
+        return StateUnavailable(f"redis is out of memory ({command}): {exc}")
+    if isinstance(exc, rx.MovedError):
+        return StateRefused(
+            f"Redis answered {command} with a redirection ({exc}): it is a Redis Cluster; "
+            "set --redis-cluster"
+        )
+    return StateRefused(f"Redis refused {command}: {exc}")
 
 
 def _stored(raw: bytes | None) -> Stored:
     if raw is None:
         return Stored()
-    version, state, watermarks, schedule, pending = decode_profile(raw)
-    return Stored(version, state, watermarks, schedule, pending)
+    return Stored(*decode_profile(raw))

@@ -476,8 +476,8 @@ def replays(stored: Stored, items: list[Positioned]) -> list[Positioned]:
 
 def state_lost_message(lost: dict[Partition, tuple[int, int | None]], namespace: str) -> str:
     lines = [
-        f"  {topic}[{partition}]: committed offset {committed}, state written up to "
-        + ("nothing" if marker is None else f"offset {marker}")
+        f"  {topic}[{partition}]: committed offset {committed}, Redis holds the state of "
+        + ("no offset" if marker is None else f"the offsets below {marker}")
         for (topic, partition), (committed, marker) in sorted(lost.items())
     ]
     return (

@@ -1,0 +1,91 @@
+"""Redis lost the state the committed offsets stand for (restarted empty, restored from an
+old snapshot): the worker refuses to go on, says why and how to recover, and counts it in
+a metric; after the documented recovery (offsets reset to the earliest) every event
+counts once."""
+
+from __future__ import annotations
+
+import pytest
+from confluent_kafka import Consumer, TopicPartition
+
+from leadscore.errors import StateLost
+from leadscore.simulate import Traffic
+from leadscore.state import keys
+from leadscore.state.store import StateStore
+from tests.integration.conftest import (
+    Env,
+    assert_counted_once,
+    committed_all,
+    wait_until,
+    worker_environment,
+    worker_process,
+)
+
+EVENTS = 120
+# the refusing worker runs in a thread of the test, whose exception pytest reports
+pytestmark = pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")
+
+
+def _processed(env: Env) -> list:  # type: ignore[type-arg]
+    sent = Traffic(seed=41, leads=20, late_rate=0, malformed_rate=0).next(EVENTS)
+    worker = env.start_worker()
+    env.produce([(env.input_topics[m.record_type], m.key, m.value) for m in sent])
+    committed_all(env, sent)
+    worker.stop()
+    return sent
+
+
+def _reset_to_earliest(env: Env) -> None:
+    """What kafka-consumer-groups --reset-offsets --to-earliest --execute does."""
+    consumer = Consumer(
+        {"bootstrap.servers": env.services.bootstrap_servers, "group.id": f"{env.prefix}-group"}
+    )
+    try:
+        consumer.commit(
+            offsets=[TopicPartition(t, 0, 0) for t in env.input_topics.values()],
+            asynchronous=False,
+        )
+    finally:
+        consumer.close()
+
+
+def test_a_redis_restarted_empty_stops_the_worker_until_the_state_is_rebuilt(env: Env) -> None:
+    sent = _processed(env)
+    for key in env.redis.scan_iter(f"{env.prefix}:*"):  # as after a restart without persistence
+        env.redis.delete(key)
+
+    worker = env.start_worker()
+    wait_until(lambda: not worker.thread.is_alive(), what="the worker to refuse")
+    assert isinstance(worker.error, StateLost)
+    message = str(worker.error)
+    assert "Redis does not hold the state the committed offsets stand for" in message
+    assert f"{env.topic('visits')}[0]: committed offset" in message
+    assert "Redis holds the state of no offset" in message
+    assert "--reset-offsets --to-earliest" in message
+    lost = worker.worker.metrics.state_lost._value.get()
+    assert lost == sum(1 for offset in env.committed().values() if offset > 0)
+    env.workers.remove(worker)
+
+    process = worker_process(worker_environment(env))  # as the orchestrator sees it
+    output, _ = process.communicate(timeout=90)
+    assert process.returncode == 1
+    assert "does not hold the state" in output
+
+    _reset_to_earliest(env)
+    env.start_worker()
+    committed_all(env, sent)
+    store = StateStore(env.redis, namespace=env.prefix, ttl_ms=0)
+    assert assert_counted_once(store, sent) > 0
+
+
+def test_a_redis_restored_from_an_older_snapshot_is_refused(env: Env) -> None:
+    """The markers survive, but behind the committed offsets."""
+    _processed(env)
+    topic = env.topic("visits")
+    marker = keys.progress_key(env.prefix, topic, 0)
+    env.redis.set(marker, int(env.redis.get(marker) or 0) - 1)
+    worker = env.start_worker()
+    wait_until(lambda: not worker.thread.is_alive(), what="the worker to refuse")
+    assert isinstance(worker.error, StateLost)
+    assert f"{topic}[0]: committed offset" in str(worker.error)
+    env.workers.remove(worker)

@@ -553,7 +553,11 @@ def main() -> None:
             steady = (n90 - n10) / max(t90 - t10, 1e-9)
             overall = total / (finished - started)
             batches = metrics.get("leadscore_batch_messages_count", 0.0)
-            trips = metrics.get("leadscore_redis_call_duration_seconds_count", 0.0)
+            # every request sent; older builds counted the store's calls (one request each)
+            trips = metrics.get(
+                "leadscore_redis_round_trips_total",
+                metrics.get("leadscore_redis_call_duration_seconds_count", 0.0),
+            )
             outputs = metrics.get("leadscore_outputs_produced_total", 0.0)
             figures.add(
                 "events/s overall",

@@ -116,6 +116,12 @@ class Metrics:
             buckets=_FAST_BUCKETS,
             registry=r,
         )
+        self.redis_round_trips = Counter(
+            "leadscore_redis_round_trips",
+            "Requests sent to Redis (a pipeline counts once; on a Cluster once per call "
+            "that may go to several nodes).",
+            registry=r,
+        )
         self.state_lost = Gauge(
             "leadscore_state_lost_partitions",
             "Assigned input partitions whose committed offset is ahead of the state Redis "

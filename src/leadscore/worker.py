@@ -198,6 +198,7 @@ class Worker:
                 ttl_ms=s.redis.state_ttl_ms,
                 replicas=s.redis.replicas,
                 replica_timeout_ms=s.redis.replica_timeout_ms,
+                on_round_trip=self.metrics.redis_round_trips.inc,
             )
             stack.callback(self.store.close)
             self.book = ReplayBook(self.store)

@@ -83,7 +83,7 @@ def test_outputs_are_kept_by_partition_under_the_write_token_until_forgotten(env
     ]
     assert store.save(writes, forget=[(VISITS, kept_field(1))]) == []
     assert store.kept([VISITS]) == {(VISITS, kept_field(2)): outputs}  # one field per call
-    assert store.read(LEAD).token == store.read(other).token == 2
+    assert store.read(LEAD).tokens == store.read(other).tokens == {VISITS: 2}
     assert store.save([], (), forget=[(VISITS, kept_field(2))]) == []
     assert store.kept([VISITS]) == {}
     with pytest.raises(ValueError, match="one token"):

@@ -357,22 +357,22 @@ def encode_profile(
     watermarks: dict[tuple[str, int], int],
     schedule: tuple[str, int] | None,
     pending: Sequence[StoredOutput],
-    token: int,
+    tokens: dict[tuple[str, int], int],
 ) -> bytes:
     """A profile as one Redis string: its version (4 bytes, big-endian: the write script
-    reads it with GETRANGE), then a msgpack array of the watermarks, the schedule
-    partition, the pending outputs of time-driven changes, the write token (which kept
-    outputs belong to the profile's last event write: `state/replay.py`) and the state."""
+    reads it with GETRANGE), then a msgpack array of the watermarks with, per partition,
+    the token of the last write that kept outputs of its events (`state/replay.py`; 0:
+    none), the schedule partition, the pending outputs of time-driven changes and the
+    state."""
     return _VERSION.pack(version) + _pack(  # type: ignore[no-any-return]
         [
             [
                 x
                 for (topic, partition), offset in watermarks.items()
-                for x in (topic, partition, offset)
+                for x in (topic, partition, offset, tokens.get((topic, partition), 0))
             ],
             None if schedule is None else list(schedule),
             _outputs(pending),
-            token,
             encode_state(state),
         ]
     )
@@ -381,21 +381,25 @@ def encode_profile(
 def decode_profile(
     raw: bytes,
 ) -> tuple[
-    int, LeadState, dict[tuple[str, int], int], tuple[str, int] | None, list[StoredOutput], int
+    int,
+    LeadState,
+    dict[tuple[str, int], int],
+    tuple[str, int] | None,
+    list[StoredOutput],
+    dict[tuple[str, int], int],
 ]:
-    """What `encode_profile` wrote: (version, state, watermarks, schedule, pending, token)."""
+    """What `encode_profile` wrote: (version, state, watermarks, schedule, pending,
+    tokens)."""
     (version,) = _VERSION.unpack_from(raw)
-    watermarks, schedule, pending, token, state = _unpack(raw[_VERSION.size :])
+    marks, schedule, pending, state = _unpack(raw[_VERSION.size :])
+    partitions = [(marks[i], marks[i + 1]) for i in range(0, len(marks), 4)]
     return (
         version,
         decode_state(state),
-        {
-            (watermarks[i], watermarks[i + 1]): watermarks[i + 2]
-            for i in range(0, len(watermarks), 3)
-        },
+        {p: marks[i * 4 + 2] for i, p in enumerate(partitions)},
         None if schedule is None else (schedule[0], schedule[1]),
         _stored_outputs(pending),
-        token,
+        {p: marks[i * 4 + 3] for i, p in enumerate(partitions) if marks[i * 4 + 3]},
     )
 
 

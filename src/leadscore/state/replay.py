@@ -8,16 +8,21 @@ its events caused, until they are published:
 
 - **Kept.** The outputs of a batch go, per input partition, into that partition's
   kept-output hash (`keys.kept_key`), under a field named by the batch's *write token*
-  (`token()`: unique to this worker and write call). The same token is written into each
-  profile the call writes (`Stored.token`), in the profile's own conditional write, after
-  the kept outputs (`StateStore.save`). A profile's kept outputs are those under its
-  token: outputs of a write that lost a conflict, or whose profile write never happened
-  (a crash between the two), are under a token no profile holds.
+  (`token()`: unique to this worker and write call, for as long as fields live). Each
+  profile the call writes records the token beside its watermark of each partition its
+  events came from (`Stored.tokens`), in the profile's own conditional write, after the
+  kept outputs (`StateStore.save`). A profile's kept outputs of a partition are those
+  under its token for that partition: outputs of a write that lost a conflict, or whose
+  profile write never happened (a crash between the two), are under a token no profile
+  holds.
 - **Read back.** An event at or below its profile's watermark is a replay: its outputs
-  are read back (`read_back`) from the field named by the profile's token, by cause
-  offset, and published again with the same ids. A profile written again since holds a
-  newer token: its older outputs were published before that write (batches are published
-  in order), so nothing is missed.
+  are read back (`read_back`) from the field named by the profile's token for the
+  event's partition, by cause offset, and published again with the same ids. A newer
+  token for that partition comes from a later write of its events, made once the older
+  ones were published (the partition's owner publishes in order, and a new owner
+  republishes what it replays first), so nothing is missed. Tokens are per partition
+  because a lead's partitions may be owned by different workers: another partition's
+  write must not hide this one's outputs.
 - **Forgotten.** Once a batch is published, its fields are dropped by the next save
   (`published`, then `forget`), except on partitions revoked meanwhile, whose new owner
   replays them. Fields read back for a replay are dropped once every event up to their
@@ -44,21 +49,23 @@ class ReplayBook:
 
     def __init__(self, store: StateStore) -> None:
         self._store = store
-        self._next_token = random.getrandbits(62) + 1  # unique enough across workers
+        # 32 bits: a field lives from a write until its batch is published, so tokens
+        # need to differ only among the few fields a partition's hash holds at a time
+        self._next_token = random.getrandbits(32)
         self._written: list[Field] = []  # by the batch in hand
         self._read: dict[Field, int] = {}  # read back for a replay: the last cause offset
         self._forget: list[Field] = []  # published: the next save drops them
 
     def token(self) -> int:
-        """The token of a new write call."""
-        self._next_token += 1
+        """The token of a new write call (never 0, which means none)."""
+        self._next_token = self._next_token % 0xFFFF_FFFF + 1
         return self._next_token
 
     def read_back(
         self, replayed: Mapping[ProfileKey, tuple[Stored, list[Positioned]]]
     ) -> dict[tuple[Partition, int], list[StoredOutput]]:
         """The kept outputs of replayed events (profile as stored, its replayed events), by
-        (partition, cause offset): those under each profile's token."""
+        (partition, cause offset): those under each profile's token for the partition."""
         partitions = {item.partition for _, items in replayed.values() for item in items}
         if not partitions:
             return {}
@@ -68,9 +75,9 @@ class ReplayBook:
                 self._read[read] = max(o.cause_offset for o in outputs)
         by_offset: dict[tuple[Partition, int], list[StoredOutput]] = defaultdict(list)
         for stored, items in replayed.values():
-            name = kept_field(stored.token)
             wanted = {(item.partition, item.offset) for item in items}
             for partition in {item.partition for item in items}:
+                name = kept_field(stored.tokens.get(partition, 0))
                 for output in fields.get((partition, name), ()):
                     if (partition, output.cause_offset) in wanted:
                         by_offset[(partition, output.cause_offset)].append(output)

@@ -1,8 +1,8 @@
 """Profile state in Redis, standalone or Cluster: pipelined reads, and a batch's write in
 calls that each touch one slot.
 
-A profile is one Redis string (`encoding.encode_profile`): its version, watermarks,
-schedule partition, pending outputs, write token and state. One string instead of a hash
+A profile is one Redis string (`encoding.encode_profile`): its version, watermarks and
+write tokens, schedule partition, pending outputs and state. One string instead of a hash
 of fields: a hash whose values are longer than 64 bytes is stored as a hash table, which
 cost 440 bytes per profile more.
 
@@ -11,8 +11,8 @@ A batch is written in two steps (`save`), each made of calls that touch one slot
 1. per input partition (keys tagged by partition, `partition.lua`): the outputs the
    batch's events caused, kept under the batch's write token until they are published;
    the kept outputs published since, dropped; the progress marker; the schedule entries;
-2. per profile (or per slot: `profiles.lua`): the state, its watermarks and the write
-   token, conditional on the version read.
+2. per profile (or per slot: `profiles.lua`): the state, its watermarks and, for the
+   partitions of the batch's events, the write token, conditional on the version read.
 
 Step 2 commits a profile's state, watermarks and the token that names its kept outputs
 together; step 1 comes first, so a crash between them leaves only outputs that no
@@ -73,15 +73,16 @@ _REFUSED_CREDENTIALS = (rx.AuthenticationError, rx.AuthorizationError)
 class Stored:
     """A profile as read: its version (0 if new), state, per input partition the highest
     offset applied (watermark), the partition whose schedule holds it, the outputs of
-    time-driven changes not yet acknowledged, and the token of its last event write (its
-    kept outputs are those under that token: `state/replay.py`)."""
+    time-driven changes not yet acknowledged, and per input partition the token of the
+    last write of its events there (the outputs they caused are kept under that token:
+    `state/replay.py`)."""
 
     version: int = 0
     state: LeadState | None = None
     watermarks: dict[Partition, int] = field(default_factory=dict)
     schedule: Partition | None = None
     pending: list[StoredOutput] = field(default_factory=list)
-    token: int = 0
+    tokens: dict[Partition, int] = field(default_factory=dict)
 
 
 class Due(NamedTuple):
@@ -99,8 +100,9 @@ class Write:
     its version).
 
     `outputs` are the outputs this write's events caused, by input partition, kept under
-    the write's `token` until they are published (None: a time-driven write, which keeps
-    none and leaves the token). `pending` replaces the outputs of time-driven changes not
+    the write's `token` until they are published; the token becomes the profile's for the
+    partitions of `watermarks` (None: a time-driven write, which keeps none and leaves
+    the tokens). `pending` replaces the outputs of time-driven changes not
     yet acknowledged (None leaves them). `due` is the profile's schedule entry (None
     leaves it). `refresh_ttl` restarts the time to live (an event arrived); a time-driven
     change leaves it running.
@@ -134,7 +136,9 @@ class Write:
                 {**before.watermarks, **self.watermarks},
                 self.due.partition if self.due is not None else before.schedule,
                 self.pending if self.pending is not None else before.pending,
-                self.token if self.token is not None else before.token,
+                before.tokens
+                if self.token is None
+                else {**before.tokens, **dict.fromkeys(self.watermarks, self.token)},
             )
         return self._after
 
@@ -174,6 +178,7 @@ class StateStore:
         ttl_ms: int,
         replicas: int = 0,
         replica_timeout_ms: int = 1000,
+        on_round_trip: Callable[[], None] = lambda: None,
     ) -> None:
         self._made: Client | None = None if callable(client) else client
         self._make = client if callable(client) else None
@@ -188,6 +193,7 @@ class StateStore:
         self._sha = {name: _sha1(body) for name, body in self._bodies.items()}
         self.healthy = False  # whether the last call reached Redis (for readiness)
         self._wait_keys: dict[str, str] = {}  # Cluster node -> a key in one of its slots
+        self._on_round_trip = on_round_trip  # each pipeline sent (a metric counts them)
 
     @property
     def _client(self) -> Client:
@@ -378,7 +384,7 @@ class StateStore:
                 after.watermarks,
                 after.schedule,
                 after.pending,
-                after.token,
+                after.tokens,
             )
             ttl = self._ttl_ms if write.refresh_ttl else 0
             groups[key_slot(key.encode()) if self._cluster else 0].append(
@@ -454,19 +460,6 @@ class StateStore:
         ]
         self.save(writes, [entry for profile, entry in swept if not profile.pending])
 
-    def schedule(self, entries: Sequence[Due]) -> None:
-        """Set schedule entries as they are (`at` None removes one): for stale entries,
-        whose profile expired or is scheduled in another partition."""
-        pipe = self._client.pipeline(transaction=False)
-        for entry in entries:
-            key = keys.schedule_key(self.namespace, *entry.partition)
-            member = keys.schedule_member(entry.profile)
-            if entry.at is None:
-                pipe.zrem(key, member)
-            else:
-                pipe.zadd(key, {member: entry.at})
-        self._execute(pipe, "ZADD")
-
     def _wait_on_every_primary(self) -> None:
         """WAIT on each primary of the Cluster. WAIT counts the writes of the connection
         it runs on, so each goes after a write on the same connection: a key of
@@ -491,6 +484,7 @@ class StateStore:
 
     def _execute(self, pipe: Any, command: str, allow: type[Exception] | None = None) -> list[Any]:
         """Execute a pipeline; an error reply raises ours (but `allow`'s are returned)."""
+        self._on_round_trip()
         try:
             replies = list(pipe.execute(raise_on_error=False))
             for reply in replies:

@@ -39,7 +39,9 @@ def _write(store: StateStore, base: Stored) -> Write:
     return Write(LEAD, base, state, {VISITS: base.version}, token=1)
 
 
-def test_a_script_redis_lost_is_loaded_again(env: Env) -> None:
+def test_a_script_redis_lost_is_loaded_again(any_env: Env) -> None:
+    """On a Cluster, SCRIPT FLUSH reaches every node, as a restart of all would."""
+    env = any_env
     store = StateStore(env.redis, namespace=env.prefix, ttl_ms=0)
     assert store.save([_write(store, Stored())], progress={VISITS: 1}) == []
     env.redis.script_flush()  # as after a restart or a failover to a replica

@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 DURATION ?= 60
 
-.PHONY: help install demo test test-tansu lint format bench clean
+.PHONY: help install demo test test-tansu lint format bench bench-redis clean
 
 help: ## Show this help
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
@@ -38,6 +38,9 @@ format: install ## Apply ruff's formatting and safe fixes
 
 bench: install ## Benchmark on embedded services: throughput, CPU, latency, memory (QUICK=1: < 2 min)
 	$(PY) bench/run.py $(if $(QUICK),--quick) $(if $(EVENTS),--events $(EVENTS))
+
+bench-redis: install ## A batch's state write on standalone Redis, with WAIT for a replica, on a Cluster
+	$(PY) bench/redis_write.py
 
 clean: ## Remove the virtual environment and caches
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -386,6 +386,46 @@ def worker_process(environment: dict[str, str], output: Any = subprocess.PIPE) -
     )
 
 
+def worker_exit(environment: dict[str, str], timeout_s: float = 90) -> tuple[int, str]:
+    """Run `leadscore run` until it exits by itself: its status and output."""
+    process = worker_process(environment)
+    try:
+        output, _ = process.communicate(timeout=timeout_s)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    return process.returncode, str(output)
+
+
+def worker_until_committed(
+    env: Env, environment: dict[str, str], messages: Iterable[Any]
+) -> tuple[int, str]:
+    """Run `leadscore run` until it committed every one of `messages`, then SIGTERM it:
+    its exit status and output."""
+    process = worker_process(environment)
+    try:
+        committed_all(env, messages)
+    finally:
+        process.terminate()
+        output, _ = process.communicate(timeout=60)
+    return process.returncode, str(output)
+
+
+def rewind(env: Env) -> None:
+    """Reset the worker group's offsets to the beginning of every input topic (partition
+    0), as kafka-consumer-groups --reset-offsets --to-earliest --execute does."""
+    consumer = Consumer(
+        {"bootstrap.servers": env.services.bootstrap_servers, "group.id": f"{env.prefix}-group"}
+    )
+    try:
+        consumer.commit(
+            offsets=[TopicPartition(t, 0, 0) for t in env.input_topics.values()],
+            asynchronous=False,
+        )
+    finally:
+        consumer.close()
+
+
 def schedule_drained(env: Env, until_ms: int) -> bool:
     """No profile of this test is due for a time-driven change at or before `until_ms`
     (a sweep's entries stay due until its outputs are acknowledged)."""

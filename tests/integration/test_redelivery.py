@@ -5,14 +5,13 @@ from __future__ import annotations
 
 import random
 
-from confluent_kafka import Consumer, TopicPartition
-
 from leadscore.codec import decode_output
 from leadscore.events import ProfileKey
 from leadscore.state.store import StateStore
 from tests.integration.conftest import (
     Env,
     read_all,
+    rewind,
     schedule_drained,
     wait_until,
 )
@@ -41,20 +40,6 @@ def workload() -> tuple[list[tuple[str, str, bytes]], int]:
 
 def committed(env: Env) -> int:
     return sum(max(o, 0) for o in env.committed().values())
-
-
-def rewind(env: Env) -> None:
-    """Reset the worker group's offsets to the beginning of every input topic."""
-    consumer = Consumer(
-        {"bootstrap.servers": env.services.bootstrap_servers, "group.id": f"{env.prefix}-group"}
-    )
-    try:
-        consumer.commit(
-            offsets=[TopicPartition(t, 0, 0) for t in env.input_topics.values()],
-            asynchronous=False,
-        )
-    finally:
-        consumer.close()
 
 
 def test_duplicates_and_a_replay_from_the_beginning_change_no_score(env: Env) -> None:

@@ -8,11 +8,16 @@ from __future__ import annotations
 import threading
 import time
 
+import pytest
 import redis
+from redis.crc import key_slot
 
+from leadscore.errors import StateUnavailable
+from leadscore.events import ProfileKey
 from leadscore.simulate import Traffic
-from leadscore.state.store import StateStore
-from tests.integration.conftest import Env, assert_counted_once, committed_all
+from leadscore.state import keys
+from leadscore.state.store import Due, StateStore
+from tests.integration.conftest import Env, assert_counted_once, committed_all, wait_until
 from tests.integration.redis_servers import RedisCluster
 
 RESHARDS = 9
@@ -70,3 +75,90 @@ def test_slots_move_while_the_worker_runs(cluster_env: Env, redis_cluster: Redis
     ]
     assert len(per_node) == 3
     assert all(n > 0 for n in per_node), per_node
+
+
+def _admin(node: str) -> redis.Redis:
+    host, port = node.split(":")
+    return redis.Redis(host=host, port=int(port), decode_responses=True)
+
+
+def _cluster_ok(cluster: RedisCluster) -> bool:
+    return all(
+        "cluster_state:ok" in _admin(n).execute_command("CLUSTER", "INFO") for n in cluster.nodes
+    )
+
+
+PARTITION = ("t.visits", 0)
+
+
+def _store(cluster: RedisCluster) -> tuple[StateStore, redis.RedisCluster]:
+    client = redis.RedisCluster.from_url(cluster.url)
+    return StateStore(client, namespace="e", ttl_ms=0), client
+
+
+def _keep_and_mark(store: StateStore, offset: int) -> None:
+    """A partition call (three keys of one slot): a schedule entry, a kept field dropped,
+    the progress marker."""
+    profile = ProfileKey("lead", f"p{offset}")
+    store.save(
+        [],
+        [Due(profile, PARTITION, 1_000 + offset)],
+        forget=[(PARTITION, "none")],
+        progress={PARTITION: offset},
+    )
+
+
+def test_a_slot_caught_mid_migration_is_an_outage_until_it_settles() -> None:
+    """The partition's three keys are split between two nodes while their slot migrates:
+    Redis answers TRYAGAIN, the client retries briefly, then the store says unavailable
+    (the worker holds the batch); once the migration ends the write goes through."""
+    with RedisCluster() as cluster:
+        store, client = _store(cluster)
+        _keep_and_mark(store, 5)
+        progress = keys.progress_key("e", *PARTITION)
+        slot = key_slot(progress.encode())
+        source = client.get_node_from_key(progress).name
+        target = next(n for n in cluster.nodes if n != source)
+        ids = cluster.node_ids()
+        _admin(target).execute_command("CLUSTER", "SETSLOT", slot, "IMPORTING", ids[source])
+        _admin(source).execute_command("CLUSTER", "SETSLOT", slot, "MIGRATING", ids[target])
+        host, port = target.split(":")
+        _admin(source).execute_command("MIGRATE", host, port, progress, 0, 5000)
+        with pytest.raises(StateUnavailable, match="slot migrating") as caught:
+            _keep_and_mark(store, 6)
+        print(f"\nmid-migration: {caught.value}")
+        for key in _admin(source).execute_command("CLUSTER", "GETKEYSINSLOT", slot, 100):
+            _admin(source).execute_command("MIGRATE", host, port, key, 0, 5000)
+        for node in cluster.nodes:
+            _admin(node).execute_command("CLUSTER", "SETSLOT", slot, "NODE", ids[target])
+        _keep_and_mark(store, 7)
+        assert store.progress([PARTITION]) == {PARTITION: 7}
+        assert client.get_node_from_key(progress).name == target
+        client.close()
+
+
+def test_a_cluster_down_is_an_outage_until_it_is_back() -> None:
+    """A slot without a node takes the whole Cluster down (cluster-require-full-coverage):
+    CLUSTERDOWN makes the store say unavailable, and it writes again once the slot is
+    served."""
+    with RedisCluster() as cluster:
+        store, client = _store(cluster)
+        _keep_and_mark(store, 5)
+        progress = keys.progress_key("e", *PARTITION)
+        slot = key_slot(progress.encode())
+        owner = client.get_node_from_key(progress).name
+        unrelated = next(s for s in range(16384) if s != slot and _owner(client, s) == owner)
+        _admin(owner).execute_command("CLUSTER", "DELSLOTS", unrelated)
+        wait_until(lambda: not _cluster_ok(cluster), what="the cluster to go down")
+        with pytest.raises(StateUnavailable, match="cluster is down") as caught:
+            _keep_and_mark(store, 6)
+        print(f"\ncluster down: {caught.value}")
+        _admin(owner).execute_command("CLUSTER", "ADDSLOTS", unrelated)
+        wait_until(lambda: _cluster_ok(cluster), what="the cluster to come back")
+        _keep_and_mark(store, 7)
+        assert store.progress([PARTITION]) == {PARTITION: 7}
+        client.close()
+
+
+def _owner(client: redis.RedisCluster, slot: int) -> str:
+    return str(client.nodes_manager.get_node_from_slot(slot).name)

@@ -5,10 +5,17 @@ error retrying cannot fix stops the worker with the command and Redis's reply.""
 
 from __future__ import annotations
 
+import subprocess
+import time
+from pathlib import Path
+
 import pytest
 import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 from leadscore.codec import InputDecoder
+from leadscore.embedded import free_port, stop_process
 from leadscore.errors import StateRefused, StateUnavailable
 from leadscore.events import ProfileKey
 from leadscore.scoring.score import score
@@ -21,7 +28,7 @@ from tests.integration.conftest import (
     committed_all,
     wait_until,
     worker_environment,
-    worker_process,
+    worker_exit,
 )
 from tests.integration.redis_servers import TlsRedis
 from tests.models import simple_model
@@ -79,13 +86,8 @@ def test_a_wrong_key_type_stops_the_worker_with_the_command_and_the_reply(env: E
     instead of reporting not ready for ever."""
     env.redis.hset(keys.profile_key(env.prefix, LEAD), mapping={"v": 1})
     env.produce([(env.topic("visits"), LEAD.id.encode(), encoded("Visit", LEAD.id))])
-    process = worker_process(worker_environment(env))
-    try:
-        output, _ = process.communicate(timeout=90)
-    finally:
-        if process.poll() is None:
-            process.kill()
-    assert process.returncode == 1
+    code, output = worker_exit(worker_environment(env))
+    assert code == 1
     assert "Redis refused GET: WRONGTYPE" in output
     assert "retrying" not in output
     assert env.committed()[env.topic("visits")] == 0  # nothing committed: replayed later
@@ -113,15 +115,58 @@ def test_a_missing_acl_permission_stops_the_worker_and_says_which(env: Env) -> N
             redis_cert_file=str(server.certificates.client_certificate),
             redis_key_file=str(server.certificates.client_key),
         )
-        process = worker_process(environment)
-        try:
-            output, _ = process.communicate(timeout=90)
-        finally:
-            if process.poll() is None:
-                process.kill()
-        assert process.returncode == 1
+        code, output = worker_exit(environment)
+        assert code == 1
         assert "Redis refused EVALSHA" in output
         assert "reader:pw" not in output  # the URL's password is never printed
+
+
+def test_a_redis_loading_its_dataset_is_an_outage(tmp_path: Path) -> None:
+    """After a restart, Redis answers LOADING until its snapshot is read: the store says
+    unavailable (the worker waits, not ready), then reads."""
+    port = free_port()
+    server = [
+        "redis-server", "--port", str(port), "--bind", "127.0.0.1", "--dir", str(tmp_path),
+        "--save", "", "--appendonly", "no", "--enable-debug-command", "yes",
+    ]  # fmt: skip
+    first = subprocess.Popen(server, stdout=subprocess.DEVNULL)
+    try:
+        client = redis.Redis(port=port)
+        wait_until(lambda: _answers(client), what="redis-server")
+        client.execute_command("DEBUG", "POPULATE", 5000)
+        client.save()
+        client.close()
+    finally:
+        stop_process(first)
+    # 5,000 keys at 300 µs each: over a second of LOADING
+    second = subprocess.Popen(
+        [*server, "--key-load-delay", "300", "--loading-process-events-interval-bytes", "1024"],
+        stdout=subprocess.DEVNULL,
+    )
+    try:
+        client = redis.Redis(port=port, retry=Retry(NoBackoff(), 0))
+        store = StateStore(client, namespace="x", ttl_ms=0)
+        refused = []
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                assert store.read(LEAD) == Stored()
+                break
+            except StateUnavailable as exc:
+                refused.append(str(exc))
+                time.sleep(0.05)
+        assert any("loading" in r.lower() for r in refused), refused[:3]
+        assert store.healthy
+        client.close()
+    finally:
+        stop_process(second)
+
+
+def _answers(client: redis.Redis) -> bool:
+    try:
+        return bool(client.ping())
+    except redis.ConnectionError:
+        return False
 
 
 def test_an_unreachable_redis_is_an_outage() -> None:

@@ -16,9 +16,9 @@ from leadscore.state.store import StateStore
 from tests.integration.conftest import (
     Env,
     assert_counted_once,
-    committed_all,
     worker_environment,
-    worker_process,
+    worker_exit,
+    worker_until_committed,
 )
 from tests.integration.redis_servers import RedisCluster, TlsRedis, make_certificates
 
@@ -56,13 +56,8 @@ def test_the_worker_scores_over_tls_as_the_least_privileged_user(
     )
     sent = Traffic(seed=61, leads=30, late_rate=0, malformed_rate=0).next(200)
     env.produce([(env.input_topics[m.record_type], m.key, m.value) for m in sent])
-    process = worker_process(environment)
-    try:
-        committed_all(env, sent)
-    finally:
-        process.terminate()
-        output, _ = process.communicate(timeout=60)
-    assert process.returncode == 0, output
+    code, output = worker_until_committed(env, environment, sent)
+    assert code == 0, output
     assert "persist state failed" not in output, output
     assert "NOPERM" not in output, output
     assert PASSWORD not in output
@@ -94,9 +89,8 @@ def test_without_a_client_certificate_or_the_right_ca_redis_is_unreachable(
         redis_ca_file=str(other_ca),
         startup_timeout="3s",
     )
-    process = worker_process(environment)
-    output, _ = process.communicate(timeout=60)
-    assert process.returncode == 1
+    code, output = worker_exit(environment)
+    assert code == 1
     assert "--redis-url: cannot reach Redis at rediss://leadscore:***@" in output
     assert "CERTIFICATE_VERIFY_FAILED" in output
     assert PASSWORD not in output
@@ -117,13 +111,8 @@ def test_the_acl_user_is_enough_on_a_redis_cluster(
     env.cluster_url = url = f"redis://leadscore:{PASSWORD}@{host}:{port}/0"
     sent = Traffic(seed=62, leads=30, late_rate=0, malformed_rate=0).next(100)
     env.produce([(env.input_topics[m.record_type], m.key, m.value) for m in sent])
-    process = worker_process(worker_environment(env))
-    try:
-        committed_all(env, sent)
-    finally:
-        process.terminate()
-        output, _ = process.communicate(timeout=60)
-    assert process.returncode == 0, output
+    code, output = worker_until_committed(env, worker_environment(env), sent)
+    assert code == 0, output
     assert "persist state failed" not in output, output
     assert "NOPERM" not in output, output
     client = redis.RedisCluster.from_url(url)

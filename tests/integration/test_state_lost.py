@@ -6,7 +6,6 @@ counts once."""
 from __future__ import annotations
 
 import pytest
-from confluent_kafka import Consumer, TopicPartition
 
 from leadscore.errors import StateLost
 from leadscore.simulate import Traffic
@@ -16,9 +15,10 @@ from tests.integration.conftest import (
     Env,
     assert_counted_once,
     committed_all,
+    rewind,
     wait_until,
     worker_environment,
-    worker_process,
+    worker_exit,
 )
 
 EVENTS = 120
@@ -33,20 +33,6 @@ def _processed(env: Env) -> list:  # type: ignore[type-arg]
     committed_all(env, sent)
     worker.stop()
     return sent
-
-
-def _reset_to_earliest(env: Env) -> None:
-    """What kafka-consumer-groups --reset-offsets --to-earliest --execute does."""
-    consumer = Consumer(
-        {"bootstrap.servers": env.services.bootstrap_servers, "group.id": f"{env.prefix}-group"}
-    )
-    try:
-        consumer.commit(
-            offsets=[TopicPartition(t, 0, 0) for t in env.input_topics.values()],
-            asynchronous=False,
-        )
-    finally:
-        consumer.close()
 
 
 def test_a_redis_restarted_empty_stops_the_worker_until_the_state_is_rebuilt(env: Env) -> None:
@@ -66,12 +52,11 @@ def test_a_redis_restarted_empty_stops_the_worker_until_the_state_is_rebuilt(env
     assert lost == sum(1 for offset in env.committed().values() if offset > 0)
     env.workers.remove(worker)
 
-    process = worker_process(worker_environment(env))  # as the orchestrator sees it
-    output, _ = process.communicate(timeout=90)
-    assert process.returncode == 1
+    code, output = worker_exit(worker_environment(env))  # as the orchestrator sees it
+    assert code == 1
     assert "does not hold the state" in output
 
-    _reset_to_earliest(env)
+    rewind(env)
     env.start_worker()
     committed_all(env, sent)
     store = StateStore(env.redis, namespace=env.prefix, ttl_ms=0)

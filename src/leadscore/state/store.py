@@ -503,6 +503,11 @@ def _translated(exc: Exception, command: str) -> Exception:
     (retrying a refused permission or a script error would only repeat it)."""
     if isinstance(exc, _REFUSED_CREDENTIALS):
         return StateRefused(f"Redis refused the credentials ({command}): {exc}")
+    if isinstance(exc, rx.ClusterError) and "TTL exhausted" in str(exc):
+        return StateUnavailable(
+            f"redis unavailable ({command}): the Redis Cluster kept redirecting the call or "
+            f"asking to try again (a slot migrating): {exc}"
+        )
     if isinstance(exc, (*_OUTAGES, RedisClusterException)):  # slots moving, not covered
         return StateUnavailable(f"redis unavailable ({command}): {exc}")
     if isinstance(exc, rx.OutOfMemoryError):  # keys expire, an operator adds memory

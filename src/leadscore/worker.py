@@ -447,8 +447,6 @@ class Worker:
                 while time.monotonic() < deadline:
                     self._waiting()
                     time.sleep(min(0.2, delay))
-                if isinstance(exc, StateUnavailable):
-                    self.store.ping()
         raise AssertionError("unreachable")
 
     def _waiting(self) -> None:

@@ -234,13 +234,6 @@ class StateStore:
         except rx.RedisError as exc:  # a database that does not exist, a NOPERM user
             raise StateRefused(str(exc)) from exc
 
-    def ping(self) -> bool:
-        try:
-            self.healthy = bool(self._client.ping())
-        except rx.RedisError:
-            self.healthy = False
-        return self.healthy
-
     # ---- reads ----------------------------------------------------------------------------
 
     def load(self, profiles: Sequence[ProfileKey]) -> dict[ProfileKey, Stored]:

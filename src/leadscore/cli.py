@@ -320,7 +320,14 @@ def main() -> None:
     "--state-ttl",
     default="180d",
     show_default=True,
-    help="A profile's state expires after this long without events.",
+    help="A lead's state expires after this long without events.",
+)
+@option(
+    "--anonymous-ttl",
+    default="30d",
+    show_default=True,
+    help="An anonymous profile's state (events with no lead id) expires after this long "
+    "without events.",
 )
 @option(
     "--event-memory",
@@ -444,6 +451,7 @@ def _worker_settings(o: dict[str, Any]) -> tuple[Settings, Any]:
             redis=redis_settings(
                 o,
                 state_ttl_ms=parse_duration_ms(o["state_ttl"]),
+                anonymous_ttl_ms=parse_duration_ms(o["anonymous_ttl"]),
                 replicas=o["redis_replicas"],
                 replica_timeout_ms=parse_duration_ms(o["redis_replica_timeout"]),
             ),

@@ -134,7 +134,7 @@ class ProfileUpdates:
         partition = stored.schedule
         if partition is None or partition[0] not in self.input_topics:
             partition = first.partition
-        due = next_change(result.state, self.model)
+        due = next_change(result.state, self.model.for_profile(profile))
         return Write(
             profile,
             stored,
@@ -150,7 +150,7 @@ class ProfileUpdates:
         """The schedule entry of a stored profile, computed from its state."""
         if stored.state is None or stored.schedule is None:
             return None
-        due = next_change(stored.state, self.model)
+        due = next_change(stored.state, self.model.for_profile(profile))
         return Due(profile, stored.schedule, due.at if due else None)
 
     def encode_output(self, output: Output, cause_offset: int) -> StoredOutput:
@@ -199,7 +199,7 @@ class ProfileUpdates:
         if result.outputs:
             write = Write(profile, stored, result.state, {}, pending=pending, refresh_ttl=False)
             after = write.after()
-        due = next_change(result.state, self.model)
+        due = next_change(result.state, self.model.for_profile(profile))
         return Swept(
             write,
             [self.publication(profile, o.kind, o.value, None) for o in pending],

@@ -174,6 +174,7 @@ class RedisSettings:
     url: Secret = Secret("redis://localhost:6379/0")
     namespace: str = "ls"
     state_ttl_ms: int = 180 * 86_400_000
+    anonymous_ttl_ms: int = 30 * 86_400_000
     cluster: bool = False
     ca_file: str | None = None
     cert_file: str | None = None
@@ -185,6 +186,7 @@ class RedisSettings:
         return (
             f"RedisSettings(url={redacted_url(self.url.value)!r}, "
             f"namespace={self.namespace!r}, state_ttl_ms={self.state_ttl_ms}, "
+            f"anonymous_ttl_ms={self.anonymous_ttl_ms}, "
             f"cluster={self.cluster}, ca_file={self.ca_file!r}, cert_file={self.cert_file!r}, "
             f"key_file={self.key_file!r}, replicas={self.replicas}, "
             f"replica_timeout_ms={self.replica_timeout_ms})"

@@ -196,6 +196,7 @@ class Worker:
                 lambda: redis_client(s.redis),
                 namespace=s.redis.namespace,
                 ttl_ms=s.redis.state_ttl_ms,
+                anonymous_ttl_ms=s.redis.anonymous_ttl_ms,
                 replicas=s.redis.replicas,
                 replica_timeout_ms=s.redis.replica_timeout_ms,
                 on_round_trip=self.metrics.redis_round_trips.inc,

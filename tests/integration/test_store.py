@@ -96,3 +96,19 @@ def test_the_progress_marker_only_grows(env: Env) -> None:
     store.save([], progress={VISITS: 12_345_678_901_234_567})
     store.save([], progress={VISITS: 7})  # a worker finishing an older batch
     assert store.progress([VISITS]) == {VISITS: 12_345_678_901_234_567}
+
+
+def test_an_anonymous_profile_expires_sooner_than_a_lead(env: Env) -> None:
+    event = InputDecoder("Visit", max_clock_skew_ms=300_000)(
+        encoded("Visit", LEAD.id, occurred_at=now_ms())
+    )
+    state = score(LEAD, None, [event], simple_model()).state
+    anonymous = ProfileKey("anon", "a-1")
+    store = StateStore(
+        env.redis, namespace=env.prefix, ttl_ms=180 * 86_400_000, anonymous_ttl_ms=86_400_000
+    )
+    store.save([Write(p, Stored(), state, {VISITS: 1}, token=1) for p in (LEAD, anonymous)])
+    lead_ttl = env.redis.pttl(keys.profile_key(env.prefix, LEAD))
+    anonymous_ttl = env.redis.pttl(keys.profile_key(env.prefix, anonymous))
+    assert 179 * 86_400_000 < lead_ttl <= 180 * 86_400_000
+    assert 0 < anonymous_ttl <= 86_400_000

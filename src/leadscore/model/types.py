@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
-from leadscore.events import Event, EventType
+from leadscore.events import Event, EventType, ProfileKey
 from leadscore.model.conditions import (
     AttributePredicate,
     EventPredicate,
@@ -189,6 +189,9 @@ class Model:
     # how far behind the lead's newest event an event may be and still be scored exactly
     # as if it had come in order (what caps, repeats and speed-to-lead remember)
     allowed_lateness_ms: int = field(default=7 * 86_400_000, kw_only=True)
+    # the model of anonymous profiles (`for_profile`): the first stage only, no contact
+    anonymous: bool = field(default=False, kw_only=True)
+    _anonymous_model: Model | None = field(default=None, init=False, repr=False, compare=False)
     _decaying: frozenset[str] = field(default=frozenset(), repr=False, compare=False)
     _by_type: Mapping[EventType, tuple[Rule, ...]] = field(
         default_factory=dict, repr=False, compare=False
@@ -214,6 +217,21 @@ class Model:
             for i in range(len(self.stages))
         )
         object.__setattr__(self, "_timers_after", after)
+
+    def for_profile(self, profile: ProfileKey) -> Model:
+        """The model a profile is scored with. An anonymous profile (no lead id) is not a
+        prospect yet: it never leaves the first stage and never has contact allowed, and
+        scores its engagement, fit and categories like a lead (they carry over when it is
+        linked to one)."""
+        if profile.is_lead or self.anonymous:
+            return self
+        if self._anonymous_model is None:
+            derived = replace(
+                self, stages=self.stages[:1], contact_allowed_by_default=False, anonymous=True
+            )
+            object.__setattr__(self, "_anonymous_model", derived)
+        assert self._anonymous_model is not None
+        return self._anonymous_model
 
     @property
     def changes_with_time(self) -> bool:

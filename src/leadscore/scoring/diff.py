@@ -50,7 +50,11 @@ def changes(profile: ProfileKey, state: LeadState, cause: Cause, model: Model) -
         kept = stage.name
     sorted_tags = tuple(sorted(tags))
     speed = state.speed_to_lead_ms
-    contact = state.consent[0] if state.consent else model.contact_allowed_by_default
+    contact = (
+        not model.anonymous and state.consent[0]
+        if state.consent
+        else model.contact_allowed_by_default
+    )
     categories = _category_changes(state, model, facts.categories)
     diff = Diff([], kept)
 

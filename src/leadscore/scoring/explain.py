@@ -155,6 +155,7 @@ class Explanation:
 
 def explanation(profile: ProfileKey, state: LeadState, model: Model) -> Explanation:
     """The account of a lead's state under `model`: every number adds up to the total."""
+    model = model.for_profile(profile)
     facts, fit = lead_facts(state, model)
     stage = model.stage(facts, state.kept)
     conditions, why = stage.why(facts)
@@ -285,7 +286,9 @@ def text_lines(e: Explanation) -> list[str]:
             f"{due.stage} because: {due.why}"
         )
     consent = (
-        "unknown"
+        "no (an anonymous profile is not contacted)"
+        if not e.profile.is_lead
+        else "unknown"
         if e.consent is None
         else (f"{'yes' if e.consent[0] else 'no'} (consent of {_when(e.consent[1])})")
     )

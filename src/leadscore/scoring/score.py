@@ -54,6 +54,7 @@ def score(
     the time-driven changes that came due before its time are applied (see `advance`), so
     the outputs do not depend on when the worker sweeps.
     """
+    model = model.for_profile(profile)
     if state is None:
         new = LeadState()
     elif in_place:
@@ -92,6 +93,7 @@ def advance(profile: ProfileKey, state: LeadState, model: Model, until: int) -> 
     lead's clock moves to each due time, and the stage transition, category levels and
     score it brings are published with ids derived from the lead and that time (a sweep
     that is repeated after a crash emits the same ids)."""
+    model = model.for_profile(profile)
     result = Scored(_copy(state, model))
     _advance(profile, result.state, model, until, result, "")
     return result

@@ -176,6 +176,7 @@ class StateStore:
         *,
         namespace: str,
         ttl_ms: int,
+        anonymous_ttl_ms: int | None = None,
         replicas: int = 0,
         replica_timeout_ms: int = 1000,
         on_round_trip: Callable[[], None] = lambda: None,
@@ -183,7 +184,8 @@ class StateStore:
         self._made: Client | None = None if callable(client) else client
         self._make = client if callable(client) else None
         self.namespace = namespace
-        self._ttl_ms = ttl_ms
+        self._ttl_ms = ttl_ms  # of a lead's profile, from its last event
+        self._anonymous_ttl_ms = ttl_ms if anonymous_ttl_ms is None else anonymous_ttl_ms
         self._replicas = replicas
         self._replica_timeout_ms = replica_timeout_ms
         # kept outputs are dropped once published; a partition nobody consumes any more
@@ -379,7 +381,9 @@ class StateStore:
                 after.pending,
                 after.tokens,
             )
-            ttl = self._ttl_ms if write.refresh_ttl else 0
+            ttl = 0  # left running
+            if write.refresh_ttl:
+                ttl = self._ttl_ms if write.profile.is_lead else self._anonymous_ttl_ms
             groups[key_slot(key.encode()) if self._cluster else 0].append(
                 (key, [write.expected_version, ttl, value])
             )

@@ -30,7 +30,7 @@ from tests.integration.conftest import (
     worker_environment,
     worker_exit,
 )
-from tests.integration.redis_servers import TlsRedis
+from tests.integration.redis_servers import RedisCluster, ReplicatedRedis, TlsRedis
 from tests.models import simple_model
 from tests.records import encoded, now_ms
 
@@ -178,3 +178,27 @@ def test_an_unreachable_redis_is_an_outage() -> None:
     with pytest.raises(StateUnavailable, match="unavailable"):
         store.read(LEAD)
     assert not store.healthy
+
+
+def test_writing_to_a_replica_is_an_outage() -> None:
+    """READONLY: the address now leads to a replica (a failover under way)."""
+    with ReplicatedRedis() as servers:
+        client = redis.Redis.from_url(servers.replica_url)
+        store = StateStore(client, namespace="x", ttl_ms=0)
+        assert store.read(LEAD) == Stored()  # reads work
+        with pytest.raises(StateUnavailable, match=r"READONLY|read only"):
+            store.save([_write(store, Stored())])
+        client.close()
+
+
+def test_a_cluster_without_the_cluster_setting_is_refused_with_a_hint(
+    redis_cluster: RedisCluster,
+) -> None:
+    """A standalone client on a Cluster node gets MOVED for most keys: retrying would not
+    help, the message says which setting is missing."""
+    host, port = redis_cluster.nodes[0].split(":")
+    client = redis.Redis(host=host, port=int(port))
+    store = StateStore(client, namespace="x", ttl_ms=0)
+    with pytest.raises(StateRefused, match="set --redis-cluster"):
+        store.load([ProfileKey("lead", f"L{n}") for n in range(20)])
+    client.close()

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from leadscore.codec import InputDecoder, encode_record
+from leadscore.durations import DAY_MS
 from leadscore.errors import ConfigError, InvalidEvent
 from leadscore.events import ProfileKey
 from leadscore.model import Model
@@ -23,7 +24,7 @@ from leadscore.scoring.state import LeadState
 from leadscore.scoring.timeline import lead_facts
 
 RECORD_TYPES = {"click": "Click", "visit": "Visit", "form": "FormSubmission", "call": "Call"}
-YEARS_AHEAD_MS = 100 * 365 * 86_400_000  # a dry run accepts any date
+YEARS_AHEAD_MS = 100 * 365 * DAY_MS  # a dry run accepts any date
 
 
 def dry_run(path: Path, model: Model) -> Iterator[str]:

@@ -9,7 +9,9 @@ from datetime import UTC, datetime
 from leadscore.errors import ConfigError
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
-_UNIT_MS = {"ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000, "d": 86_400_000}
+HOUR_MS = 3_600_000
+DAY_MS = 24 * HOUR_MS
+_UNIT_MS = {"ms": 1, "s": 1000, "m": 60_000, "h": HOUR_MS, "d": DAY_MS}
 
 
 def parse_duration_ms(text: str) -> int:

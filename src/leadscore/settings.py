@@ -14,6 +14,7 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from leadscore.codec.schemas import INPUT_TYPES
+from leadscore.durations import DAY_MS
 from leadscore.errors import ConfigError
 
 TOPIC_SUFFIXES = {
@@ -173,8 +174,8 @@ class RedisSettings:
 
     url: Secret = Secret("redis://localhost:6379/0")
     namespace: str = "ls"
-    state_ttl_ms: int = 180 * 86_400_000
-    anonymous_ttl_ms: int = 30 * 86_400_000
+    state_ttl_ms: int = 180 * DAY_MS
+    anonymous_ttl_ms: int = 30 * DAY_MS
     cluster: bool = False
     ca_file: str | None = None
     cert_file: str | None = None

@@ -27,6 +27,7 @@ import fastavro
 
 from leadscore.codec import InputDecoder, encode_record
 from leadscore.codec.schemas import schema_text
+from leadscore.durations import DAY_MS
 from leadscore.errors import InvalidEvent
 from leadscore.events import ProfileKey
 from leadscore.kafka.producer import RecordProducer
@@ -48,7 +49,6 @@ BROWSERS = (
 BOTS = ("Mozilla/5.0 (compatible; Googlebot/2.1)", "python-requests/2.32", "curl/8.5.0")
 CHANNELS = ("organic_search", "paid_search", "social", "email", "directory", "print", "radio", "tv")
 PRODUCTS = ("analytics", "automation")
-DAY_MS = 86_400_000
 # persona -> (chance that an action is followed by a quiet spell, its shortest and longest
 # length in days); only with quiet spells on
 QUIET_SPELLS = {"buyer": (0.08, 5, 45), "researcher": (0.08, 10, 60)}
@@ -256,7 +256,7 @@ class Traffic:
         elif kind == "no-id":
             value = encode_record("Visit", {**visit, "lead_id": None, "anonymous_id": None})
         elif kind == "future":
-            value = encode_record("Visit", {**visit, "occurred_at": now + 86_400_000})
+            value = encode_record("Visit", {**visit, "occurred_at": now + DAY_MS})
         elif kind == "negative":
             value = encode_record("Visit", {**visit, "duration_ms": -1000})
         else:

@@ -9,7 +9,7 @@ from typing import Any
 
 import yaml
 
-from leadscore.durations import parse_duration_ms
+from leadscore.durations import DAY_MS, parse_duration_ms
 from leadscore.errors import ConfigError, ModelError
 from leadscore.model.conditions import (
     Threshold,
@@ -21,7 +21,6 @@ from leadscore.model.conditions import (
 )
 from leadscore.model.types import Category, FitRule, GradeBands, Model, Rule, Stage
 
-_MS_PER_DAY = 86_400_000
 RESERVED_RULE_NAMES = ("fit", "decay", "cap")
 # what starts and stops the speed-to-lead clock unless the model says otherwise
 SPEED_TO_LEAD = {
@@ -112,7 +111,7 @@ def parse_model(document: Any, *, source: str = "<model>") -> Model:
         raise (root / "contact_allowed_by_default").error("must be true or false")
     return Model(
         version=str(version),
-        half_life_ms=round(half_life * _MS_PER_DAY),
+        half_life_ms=round(half_life * DAY_MS),
         rules=rules,
         engagement_cap=engagement_cap,
         fit_rules=fit_rules,
@@ -154,7 +153,7 @@ def _categories(
         category = _name(str(name), at)
         if any(c.name == category for c in categories):
             raise at.error(f"category {category!r} is declared twice")
-        categories.append(Category(category, round(half_life * _MS_PER_DAY), cap, levels))
+        categories.append(Category(category, round(half_life * DAY_MS), cap, levels))
         if "rules" in entry:
             rules += _rules(entry["rules"], at / "rules", category=category)
     return tuple(categories), tuple(rules)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from leadscore.durations import DAY_MS, HOUR_MS
+
 
 def bound_text(bound: float) -> str:
     """A bound as written in the model: `40`, `12.5`."""
@@ -24,7 +26,7 @@ def span_text(ms: int) -> str:
     """A duration in the units of model files (`30d`, `2.5h`, `45m`, `30s`, `500ms`)."""
     if ms == 0:
         return "0s"
-    for unit, size in (("d", 86_400_000), ("h", 3_600_000), ("m", 60_000), ("s", 1000)):
+    for unit, size in (("d", DAY_MS), ("h", HOUR_MS), ("m", 60_000), ("s", 1000)):
         if abs(ms) >= size:
             return _trim(f"{ms / size:.1f}") + unit
     return f"{ms}ms"

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
+from leadscore.durations import DAY_MS, HOUR_MS
 from leadscore.model.conditions import Idle, Threshold, VisitWindow
 from leadscore.model.types import Model, Rule
-
-_DAY_MS = 86_400_000
 
 
 def summarize(model: Model) -> list[str]:
@@ -13,15 +12,15 @@ def summarize(model: Model) -> list[str]:
     cap = f", capped at {model.engagement_cap:g}" if model.engagement_cap else ""
     lines = [
         f"model {model.version}: valid",
-        f"allowed lateness {model.allowed_lateness_ms / _DAY_MS:g} days: an event up to this "
+        f"allowed lateness {model.allowed_lateness_ms / DAY_MS:g} days: an event up to this "
         "far behind the lead's newest is scored as if it had come in order",
-        f"engagement (half-life {model.half_life_ms / _DAY_MS:g} days{cap}):",
+        f"engagement (half-life {model.half_life_ms / DAY_MS:g} days{cap}):",
     ]
     lines += [_rule(rule) for rule in model.rules]
     if model.categories:
         lines.append("categories (scores of their own beside the overall one):")
     for category in model.categories:
-        extras = [f"half-life {category.half_life_ms / _DAY_MS:g} days"]
+        extras = [f"half-life {category.half_life_ms / DAY_MS:g} days"]
         if category.cap is not None:
             extras.append(f"capped at {category.cap:g}")
         if category.levels:
@@ -55,7 +54,7 @@ def summarize(model: Model) -> list[str]:
 
 def duration_text(ms: int) -> str:
     """`7d`, `12h`, `30m`, `5s`, or milliseconds."""
-    for unit, size in (("d", _DAY_MS), ("h", 3_600_000), ("m", 60_000), ("s", 1000)):
+    for unit, size in (("d", DAY_MS), ("h", HOUR_MS), ("m", 60_000), ("s", 1000)):
         if ms % size == 0:
             return f"{ms // size}{unit}"
     return f"{ms}ms"

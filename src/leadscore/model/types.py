@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 
+from leadscore.durations import DAY_MS
 from leadscore.events import Event, EventType, ProfileKey
 from leadscore.model.conditions import (
     AttributePredicate,
@@ -188,7 +189,7 @@ class Model:
     category_rules: tuple[Rule, ...] = ()  # rules that count towards categories only
     # how far behind the lead's newest event an event may be and still be scored exactly
     # as if it had come in order (what caps, repeats and speed-to-lead remember)
-    allowed_lateness_ms: int = field(default=7 * 86_400_000, kw_only=True)
+    allowed_lateness_ms: int = field(default=7 * DAY_MS, kw_only=True)
     # the model of anonymous profiles (`for_profile`): the first stage only, no contact
     anonymous: bool = field(default=False, kw_only=True)
     _anonymous_model: Model | None = field(default=None, init=False, repr=False, compare=False)

@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
+from leadscore.durations import DAY_MS
 from leadscore.events import ProfileKey
 from leadscore.model import Model
 from leadscore.scoring.state import Change, LeadState
@@ -263,7 +264,7 @@ def text_lines(e: Explanation) -> list[str]:
     ]
     lines += [f"  {points:+8.1f}  {name}" for name, points in e.fit_rules] or ["  (no rule)"]
     lines.append(
-        f"engagement {e.engagement:.1f} (half-life {e.half_life_ms / 86_400_000:g} days): "
+        f"engagement {e.engagement:.1f} (half-life {e.half_life_ms / DAY_MS:g} days): "
         "points earned, what they are worth now, and what decay took"
     )
     lines += [_contribution_line(c) for c in e.contributions] or ["  (no rule)"]
@@ -275,7 +276,7 @@ def text_lines(e: Explanation) -> list[str]:
         lines.append(
             f"category {category.name}: {category.value:.1f}"
             + (f" · level {category.level}" if category.level else "")
-            + f" (half-life {category.half_life_ms / 86_400_000:g} days)"
+            + f" (half-life {category.half_life_ms / DAY_MS:g} days)"
         )
         lines += [_contribution_line(c) for c in category.contributions]
         lines += _cap_line(category.cap)

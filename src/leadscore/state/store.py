@@ -42,6 +42,7 @@ from redis.cluster import RedisCluster
 from redis.crc import key_slot
 from redis.exceptions import RedisClusterException
 
+from leadscore.durations import DAY_MS
 from leadscore.errors import StateRefused, StateUnavailable
 from leadscore.events import ProfileKey
 from leadscore.scoring.state import LeadState
@@ -190,7 +191,7 @@ class StateStore:
         self._replica_timeout_ms = replica_timeout_ms
         # kept outputs are dropped once published; a partition nobody consumes any more
         # loses them after this long
-        self._kept_ttl_ms = 7 * 86_400_000
+        self._kept_ttl_ms = 7 * DAY_MS
         self._bodies = {name: _script(f"{name}.lua") for name in ("profiles", "partition")}
         self._sha = {name: _sha1(body) for name, body in self._bodies.items()}
         self.healthy = False  # whether the last call reached Redis (for readiness)

@@ -5,13 +5,16 @@ counts once. The end-to-end, crash and scale-out tests also run on the Cluster
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 
 import pytest
 import redis
+from click.testing import CliRunner
 from redis.crc import key_slot
 
+from leadscore.cli import main
 from leadscore.errors import StateUnavailable
 from leadscore.events import ProfileKey
 from leadscore.simulate import Traffic
@@ -75,6 +78,18 @@ def test_slots_move_while_the_worker_runs(cluster_env: Env, redis_cluster: Redis
     ]
     assert len(per_node) == 3
     assert all(n > 0 for n in per_node), per_node
+
+    # `leadscore inspect` reads a lead from the Cluster
+    lead = next(m.key.decode() for m in sent if m.key and m.key.startswith(b"lead-"))
+    result = CliRunner().invoke(
+        main,
+        [
+            *("inspect", lead, "--json", "--redis-cluster"),
+            *("--redis-url", env.redis_url, "--state-namespace", env.prefix),
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.output)["lead_id"] == lead
 
 
 def _admin(node: str) -> redis.Redis:

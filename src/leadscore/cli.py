@@ -150,6 +150,11 @@ def redis_client_options(f: F) -> F:
 
 
 def redis_settings(o: dict[str, Any], **extra: Any) -> RedisSettings:
+    if any(c in o["state_namespace"] for c in "{}:") or not o["state_namespace"]:
+        raise ConfigError(
+            f"--state-namespace {o['state_namespace']!r}: use letters, digits, '-', '_' or "
+            "'.' (keys carry Redis Cluster hash tags in braces, parts separated by ':')"
+        )
     return RedisSettings(
         url=Secret(o["redis_url"]),
         namespace=o["state_namespace"],
@@ -224,6 +229,13 @@ def main() -> None:
     show_default=True,
     help="How long a batch waits for --redis-replicas; if fewer acknowledged, the worker "
     "reports not ready and writes the batch again.",
+)
+@option(
+    "--accept-state-loss",
+    is_flag=True,
+    help="Go on when Redis lacks state the committed offsets stand for (it restarted empty "
+    "or from an older snapshot), scoring those leads from what Redis holds, instead of "
+    "refusing to start. Without it, rebuild the state (README, Operations).",
 )
 @option(
     "--output-topic",
@@ -454,6 +466,7 @@ def _worker_settings(o: dict[str, Any]) -> tuple[Settings, Any]:
                 anonymous_ttl_ms=parse_duration_ms(o["anonymous_ttl"]),
                 replicas=o["redis_replicas"],
                 replica_timeout_ms=parse_duration_ms(o["redis_replica_timeout"]),
+                accept_state_loss=o["accept_state_loss"],
             ),
             model=ModelSettings(o["model"]),
             metrics=MetricsSettings(o["metrics_port"], o["metrics_host"]),

@@ -131,6 +131,12 @@ class ProfileUpdates:
                         output.occurred_at,
                     )
                 )
+        # the write moves the token of the partitions of its fresh events: the outputs of
+        # replayed events there, republished in this batch, go under the new token too
+        # (a crash before this batch is acknowledged must find them again)
+        for item in replayed:
+            if item.partition in watermarks:
+                kept[item.partition].extend(kept_outputs.get((item.partition, item.offset), ()))
         partition = stored.schedule
         if partition is None or partition[0] not in self.input_topics:
             partition = first.partition

@@ -182,6 +182,7 @@ class RedisSettings:
     key_file: str | None = None
     replicas: int = 0
     replica_timeout_ms: int = 1000
+    accept_state_loss: bool = False  # go on from the committed offsets anyway
 
     def __repr__(self) -> str:
         return (
@@ -190,7 +191,8 @@ class RedisSettings:
             f"anonymous_ttl_ms={self.anonymous_ttl_ms}, "
             f"cluster={self.cluster}, ca_file={self.ca_file!r}, cert_file={self.cert_file!r}, "
             f"key_file={self.key_file!r}, replicas={self.replicas}, "
-            f"replica_timeout_ms={self.replica_timeout_ms})"
+            f"replica_timeout_ms={self.replica_timeout_ms}, "
+            f"accept_state_loss={self.accept_state_loss})"
         )
 
 

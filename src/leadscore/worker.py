@@ -277,7 +277,11 @@ class Worker:
         offsets = next_offsets(messages)
         self.retry("check state", self.verify)
         events, dead_letters = self.retry("decode", lambda: self.decode(messages))
-        outputs = self.retry("persist state", lambda: self.score_and_persist(events, offsets))
+        try:
+            outputs = self.retry("persist state", lambda: self.score_and_persist(events, offsets))
+        except StateLost:  # a marker below what this worker wrote: Redis lost data meanwhile
+            self.metrics.state_lost.inc()
+            raise
         records = dead_letters + [(o.partition, o.record) for o in outputs]
         try:
             self.retry("publish", lambda: self.publisher.publish(self.owned(records), offsets))
@@ -321,11 +325,17 @@ class Worker:
         lost = {
             p: (offset, progress[p])
             for p, offset in committed.items()
-            if offset > (progress[p] or 0)
+            # a group reset to the earliest retained offset skips nothing still readable
+            if offset > (progress[p] or 0) and offset > self.consumer.log_start(p)
         }
         self.metrics.state_lost.set(len(lost))
-        if lost:
+        if lost and not self.settings.redis.accept_state_loss:
             raise StateLost(state_lost_message(lost, self.settings.redis.namespace))
+        if lost:
+            log.warning(
+                "%s (going on: --accept-state-loss)",
+                state_lost_message(lost, self.settings.redis.namespace).split(":\n")[0],
+            )
         self.verified.update(unchecked)
 
     def decode(
@@ -395,8 +405,13 @@ class Worker:
                         writes.append(write)
                     elif (entry := self.updates.rescheduled(profile, stored[profile])) is not None:
                         schedule.append(entry)  # a replay repairs an entry a crash left unset
+                # a marker below what this worker published there: Redis lost data
+                floors = {p: self.positions[p] for p in progress if p in self.positions}
+                self.book.writing(token, {p for w in writes for p, o in w.outputs.items() if o})
                 with self.metrics.redis_call("save"):
-                    conflicted = self.store.save(writes, schedule, self.book.forget(), progress)
+                    conflicted = self.store.save(
+                        writes, schedule, self.book.forget(), progress, floors
+                    )
             except BaseException:
                 self.cache.evict(todo)
                 raise
@@ -404,12 +419,10 @@ class Worker:
             progress = {}
             self.metrics.state_conflicts.inc(len(conflicts))
             self.cache.evict(conflicts)  # read again: another writer was first
-            kept: set[Partition] = set()
             for write in writes:
                 if write.profile not in conflicts:
                     self.cache.put(write.profile, write.after())
-                    kept.update(p for p, outputs in write.outputs.items() if outputs)
-            self.book.saved(token, kept)
+            self.book.saved()
             for profile, publications in produced.items():
                 if profile not in conflicts:
                     outputs.extend(publications)

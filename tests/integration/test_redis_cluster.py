@@ -17,9 +17,10 @@ from redis.crc import key_slot
 from leadscore.cli import main
 from leadscore.errors import StateUnavailable
 from leadscore.events import ProfileKey
+from leadscore.scoring.state import LeadState
 from leadscore.simulate import Traffic
 from leadscore.state import keys
-from leadscore.state.store import Due, StateStore
+from leadscore.state.store import Due, StateStore, Stored, Write
 from tests.integration.conftest import Env, assert_counted_once, committed_all, wait_until
 from tests.integration.redis_servers import RedisCluster
 
@@ -177,3 +178,30 @@ def test_a_cluster_down_is_an_outage_until_it_is_back() -> None:
 
 def _owner(client: redis.RedisCluster, slot: int) -> str:
     return str(client.nodes_manager.get_node_from_slot(slot).name)
+
+
+def test_conflicts_are_reported_for_the_right_profiles_when_slots_interleave(
+    redis_cluster: RedisCluster,
+) -> None:
+    """The calls go per slot, so their replies do not come in the order of the writes."""
+    client = redis.RedisCluster.from_url(redis_cluster.url)
+    store = StateStore(client, namespace="order", ttl_ms=0)
+    first = ProfileKey("lead", "a")
+    slot = key_slot(keys.profile_key("order", first).encode())
+    same = next(
+        p
+        for n in range(100_000)
+        if key_slot(keys.profile_key("order", p := ProfileKey("lead", f"s{n}")).encode()) == slot
+    )
+    other = ProfileKey("lead", "b")
+    assert key_slot(keys.profile_key("order", other).encode()) != slot
+    state = LeadState()
+    store.save([Write(other, Stored(), state, {PARTITION: 0}, token=1)])  # now at version 1
+    writes = [
+        Write(first, Stored(), state, {PARTITION: 1}, token=2),
+        Write(other, Stored(), state, {PARTITION: 1}, token=2),  # expects 0: a conflict
+        Write(same, Stored(), state, {PARTITION: 1}, token=2),
+    ]
+    assert store.save(writes) == [other]
+    assert store.read(first).version == store.read(same).version == 1
+    client.close()

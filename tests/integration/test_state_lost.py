@@ -74,3 +74,23 @@ def test_a_redis_restored_from_an_older_snapshot_is_refused(env: Env) -> None:
     assert isinstance(worker.error, StateLost)
     assert f"{topic}[0]: committed offset" in str(worker.error)
     env.workers.remove(worker)
+
+
+def test_redis_emptied_under_a_running_worker_stops_it_at_the_next_batch(env: Env) -> None:
+    """The partitions were checked when assigned; what the worker wrote since is its own
+    floor: a marker below it at the next write means Redis lost data meanwhile (a restart
+    without persistence, a failover to a replica that was behind)."""
+    traffic = Traffic(seed=42, leads=20, late_rate=0, malformed_rate=0)
+    first, second = traffic.next(60), traffic.next(60)
+    worker = env.start_worker()
+    env.produce([(env.input_topics[m.record_type], m.key, m.value) for m in first])
+    committed_all(env, first)
+    for key in env.redis.scan_iter(f"{env.prefix}:*"):
+        env.redis.delete(key)
+    env.produce([(env.input_topics[m.record_type], m.key, m.value) for m in second])
+    wait_until(lambda: not worker.thread.is_alive(), what="the worker to stop")
+    assert isinstance(worker.error, StateLost)
+    assert "Redis lost state the worker wrote" in str(worker.error)
+    assert worker.worker.metrics.state_lost._value.get() >= 1
+    env.workers.remove(worker)
+    assert sum(max(o, 0) for o in env.committed().values()) == len(first)  # none of second

@@ -8,6 +8,7 @@ import pytest
 from leadscore.codec import schema
 from leadscore.codec.avro import encode_record
 from leadscore.events import ProfileKey
+from leadscore.state import keys
 from leadscore.state.store import StateStore
 from tests.integration.conftest import Env, wait_until
 from tests.records import encoded, now_ms, record
@@ -273,3 +274,44 @@ def test_inspect_explains_a_scored_lead(env: Env) -> None:
     )
     assert missing.exit_code == 1
     assert "no state for lead 'nobody'" in missing.output
+
+
+def test_an_anonymous_visitor_is_scored_but_stays_a_visitor_and_is_not_contacted(
+    env: Env,
+) -> None:
+    """With --emit-anonymous its outputs are published, keyed by the anonymous id: the
+    same form and call that make a lead a contact leave it a visitor, with no contact
+    allowed, and its state expires after --anonymous-ttl."""
+    t = now_ms() - 60_000
+    form = {"fields": {"company": "X"}, "consent": {"marketing": True, "contact": True}}
+    env.produce(
+        [
+            (
+                env.topic("forms"),
+                b"anon-7",
+                encoded("FormSubmission", None, anonymous_id="anon-7", occurred_at=t, **form),
+            ),
+            (
+                env.topic("forms"),
+                b"L7",
+                encoded("FormSubmission", "L7", occurred_at=t, **form),
+            ),
+        ]
+    )
+    env.start_worker(emit_anonymous=True)
+    messages = env.consume("scores", 4)
+    by_key: dict[bytes, list[tuple[str, dict[str, object]]]] = {}
+    for m in messages:
+        by_key.setdefault(m.key(), []).append(decode_output(m))
+    anonymous, lead = by_key[b"anon-7"], by_key[b"L7"]
+    assert [v["to_stage"] for k, v in anonymous if k == "stage_transitioned"] == ["visitor"]
+    assert [v["to_stage"] for k, v in lead if k == "stage_transitioned"] == ["contact"]
+    anonymous_score = next(v for k, v in anonymous if k == "score_changed")
+    lead_score = next(v for k, v in lead if k == "score_changed")
+    assert anonymous_score["total"] == lead_score["total"]  # scored all the same
+    assert anonymous_score["lead_id"] is None
+    assert anonymous_score["anonymous_id"] == "anon-7"
+    assert anonymous_score["contact_allowed"] is False
+    assert lead_score["contact_allowed"] is True
+    ttl = env.redis.pttl(keys.profile_key(env.prefix, ProfileKey("anon", "anon-7")))
+    assert 0 < ttl <= 30 * 86_400_000

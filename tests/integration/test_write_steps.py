@@ -24,6 +24,7 @@ from typing import Any
 import pytest
 
 from leadscore.codec import decode_output
+from leadscore.events import ProfileKey
 from leadscore.state.store import StateStore
 from leadscore.worker import Worker, next_offsets
 from tests.integration.conftest import (
@@ -129,3 +130,37 @@ def test_a_crash_at_any_step_of_a_write_loses_nothing_and_counts_nothing_twice(
         assert not [i for i, n in Counter(ids).items() if n > 1]  # nothing was published yet
         store = StateStore(env.redis, namespace=env.prefix, ttl_ms=0)
         assert assert_counted_once(store, [Sent(rt, v) for _, _, v, rt in sent]) == len(sent)
+
+
+def _crash_after_writing(env: Env, count: int) -> list[Any]:
+    """A worker writes the first `count` messages of its input, publishes nothing and
+    dies; returns what it would have published."""
+    crashed = Worker(env.settings(), simple_model())
+    with crashed.connected():
+        batch: list[Any] = []
+        wait_until(
+            lambda: bool(batch.extend(crashed.poll()) or len(batch) == count),
+            what=f"{count} messages",
+        )
+        events, _ = crashed.decode(batch)
+        return crashed.score_and_persist(events, next_offsets(batch))
+
+
+def test_a_replay_with_fresh_events_that_crashes_again_loses_nothing(env: Env) -> None:
+    """A replay batch republishes kept outputs and scores new events of the same lead and
+    partition: the lead's write names a new token for the partition, which must keep the
+    republished outputs too, for a second crash before that batch is acknowledged."""
+    lead = "R7"
+    values = [
+        encoded("Visit", lead, event_id=f"{lead}-{n}", occurred_at=T + n * 1000) for n in range(3)
+    ]
+    env.produce([(env.topic("visits"), lead.encode(), v) for v in values[:2]])
+    lost = _crash_after_writing(env, 2)  # the first two written, nothing published
+    env.produce([(env.topic("visits"), lead.encode(), values[2])])
+    lost += _crash_after_writing(env, 3)  # the two replayed, the third new: a new token
+    expected = {str(decode_output(o.kind, o.record.value)["event_id"]) for o in lost if o.partition}
+    env.start_worker()
+    wait_until(lambda: env.committed()[env.topic("visits")] == 3, what="the last replay")
+    assert set(output_ids(env)) == expected
+    store = StateStore(env.redis, namespace=env.prefix, ttl_ms=0)
+    assert store.read(ProfileKey("lead", lead)).state.events == 3  # type: ignore[union-attr]

@@ -305,6 +305,17 @@ class InputConsumer:
         _, high = self._consumer.get_watermark_offsets(TopicPartition(*partition), cached=True)
         return high if high >= 0 else None
 
+    def log_start(self, partition: Partition, timeout_s: float = 10.0) -> int:
+        """The first offset a partition still holds (retention deletes the older ones),
+        asked of the broker."""
+        try:
+            low, _ = self._consumer.get_watermark_offsets(
+                TopicPartition(*partition), timeout=timeout_s, cached=False
+            )
+        except KafkaException as exc:
+            raise KafkaUnavailable(f"reading the log start offsets failed: {exc}") from exc
+        return max(int(low), 0)
+
     def position(self, partition: Partition) -> int | None:
         """The offset after the last message handed to the worker (None: none yet): the
         first one fetched but not handed out yet, if any.

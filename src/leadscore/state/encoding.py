@@ -391,7 +391,12 @@ def decode_profile(
     """What `encode_profile` wrote: (version, state, watermarks, schedule, pending,
     tokens)."""
     (version,) = _VERSION.unpack_from(raw)
-    marks, schedule, pending, state = _unpack(raw[_VERSION.size :])
+    parts = _unpack(raw[_VERSION.size :])
+    if len(parts) != 4 or len(parts[0]) % 4:
+        raise LeadscoreError(
+            "a profile in another layout than this version's (4 parts, watermarks in fours)"
+        )
+    marks, schedule, pending, state = parts
     partitions = [(marks[i], marks[i + 1]) for i in range(0, len(marks), 4)]
     return (
         version,

@@ -18,11 +18,12 @@ its events caused, until they are published:
 - **Read back.** An event at or below its profile's watermark is a replay: its outputs
   are read back (`read_back`) from the field named by the profile's token for the
   event's partition, by cause offset, and published again with the same ids. A newer
-  token for that partition comes from a later write of its events, made once the older
-  ones were published (the partition's owner publishes in order, and a new owner
-  republishes what it replays first), so nothing is missed. Tokens are per partition
-  because a lead's partitions may be owned by different workers: another partition's
-  write must not hide this one's outputs.
+  token for that partition comes from a later write of its events: made once the older
+  ones were published (the partition's owner publishes in order), or by a replay batch
+  that also holds fresh events there, whose write keeps the outputs it republishes
+  under the new token as well (`ProfileUpdates.on_events`), so nothing is missed.
+  Tokens are per partition because a lead's partitions may be owned by different
+  workers: another partition's write must not hide this one's outputs.
 - **Forgotten.** Once a batch is published, its fields are dropped by the next save
   (`published`, then `forget`), except on partitions revoked meanwhile, whose new owner
   replays them. Fields read back for a replay are dropped once every event up to their
@@ -87,11 +88,15 @@ class ReplayBook:
         """What the next save drops: fields published since the last one."""
         return self._forget
 
-    def saved(self, token: int, partitions: Iterable[Partition]) -> None:
-        """A save of the batch in hand applied; it kept outputs of `partitions` under
-        `token`, and dropped what `forget` gave it."""
+    def writing(self, token: int, partitions: Iterable[Partition]) -> None:
+        """The batch in hand is about to keep outputs of `partitions` under `token`: the
+        fields are dropped once it is published, whether or not the profile writes that
+        name them go through (a conflict, a failure between the steps)."""
         name = kept_field(token)
         self._written += [(partition, name) for partition in partitions]
+
+    def saved(self) -> None:
+        """A save of the batch in hand applied: it dropped what `forget` gave it."""
         self._forget = []
 
     def published(self, finished: set[Partition], positions: Mapping[Partition, int]) -> None:

@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import hashlib
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib import resources
 from typing import Any, NamedTuple
@@ -43,7 +43,7 @@ from redis.crc import key_slot
 from redis.exceptions import RedisClusterException
 
 from leadscore.durations import DAY_MS
-from leadscore.errors import StateRefused, StateUnavailable
+from leadscore.errors import StateLost, StateRefused, StateUnavailable
 from leadscore.events import ProfileKey
 from leadscore.scoring.state import LeadState
 from leadscore.state import keys
@@ -68,6 +68,9 @@ _OUTAGES = (
     rx.ClusterError,
 )
 _REFUSED_CREDENTIALS = (rx.AuthenticationError, rx.AuthorizationError)
+# error replies redis-py has no class for that say "not now": fewer replicas than
+# min-replicas-to-write, a failed snapshot (disk full), another client's long script
+_RETRYABLE_REPLIES = ("NOREPLICAS", "MISCONF", "BUSY ")
 
 
 @dataclass(slots=True)
@@ -157,6 +160,7 @@ class _PartitionCall:
     kept: list[bytes] = field(default_factory=list)
     forget: list[str] = field(default_factory=list)
     progress: int | None = None
+    floor: int | None = None  # the marker must already be at least this
     schedule: dict[str, int | None] = field(default_factory=dict)
 
 
@@ -301,11 +305,14 @@ class StateStore:
         schedule: Sequence[Due] = (),
         forget: Iterable[tuple[Partition, str]] = (),
         progress: dict[Partition, int] | None = None,
+        floors: Mapping[Partition, int] | None = None,
     ) -> list[ProfileKey]:
         """Apply every write that is not in conflict; set the schedule entries of the
         writes and of `schedule`; keep the writes' outputs under their token; drop the
         kept outputs of `forget` (partition, field: published since); move the progress
-        markers of `progress` (partition: the batch's next offset) up. Returns the
+        markers of `progress` (partition: the batch's next offset) up, first checking
+        that each is at least its `floors` entry (what the caller knows was written there
+        before: a marker below it means Redis lost data, `StateLost`). Returns the
         profiles in conflict.
 
         A schedule entry is an index, not the truth: the sweep checks every entry against
@@ -330,17 +337,21 @@ class StateStore:
             calls[partition].forget.append(name)
         for partition, offset in (progress or {}).items():
             calls[partition].progress = offset
+            if floors and partition in floors:
+                calls[partition].floor = floors[partition]
         if not writes and not calls:
             return []
         # step 2 only once step 1 is acknowledged: in one pipeline, a failed step-1 call
         # (out of memory, say) would not stop the step-2 calls behind it
         self._run([self._partition_call(p, c, token) for p, c in calls.items()], wait=False)
         wait = self._replicas > 0
-        applied = self._run(self._profile_calls(writes), wait=wait and not self._cluster)
+        profile_calls, order = self._profile_calls(writes)
+        applied = self._run(profile_calls, wait=wait and not self._cluster)
         if wait and self._cluster:
             self._wait_on_every_primary()
+        # the replies come per call (per slot), not in the order of `writes`
         done = [ok for reply in applied for ok in reply]
-        return [w.profile for w, ok in zip(writes, done, strict=True) if not ok]
+        return [writes[i].profile for i, ok in zip(order, done, strict=True) if not ok]
 
     def _partition_call(
         self, partition: Partition, call: _PartitionCall, token: int
@@ -351,6 +362,7 @@ class StateStore:
             kept_field(token),
             b"".join(call.kept),
             "" if call.progress is None else call.progress,
+            "" if call.floor is None else call.floor,
             len(call.forget),
             *call.forget,
         ]
@@ -366,11 +378,13 @@ class StateStore:
             args,
         )
 
-    def _profile_calls(self, writes: Sequence[Write]) -> list[tuple[Any, ...]]:
-        """One call per slot on a Cluster, one for all on a standalone Redis; in the order
-        of `writes` when read back in call order."""
-        groups: dict[int, list[tuple[str, list[Any]]]] = defaultdict(list)
-        for write in writes:
+    def _profile_calls(
+        self, writes: Sequence[Write]
+    ) -> tuple[list[tuple[str, list[str], list[Any]]], list[int]]:
+        """One call per slot on a Cluster, one for all on a standalone Redis, and the
+        index in `writes` of each write, in the order the calls' replies list them."""
+        groups: dict[int, list[tuple[int, str, list[Any]]]] = defaultdict(list)
+        for index, write in enumerate(writes):
             key = keys.profile_key(self.namespace, write.profile)
             after = write.after()
             assert after.state is not None
@@ -386,12 +400,13 @@ class StateStore:
             if write.refresh_ttl:
                 ttl = self._ttl_ms if write.profile.is_lead else self._anonymous_ttl_ms
             groups[key_slot(key.encode()) if self._cluster else 0].append(
-                (key, [write.expected_version, ttl, value])
+                (index, key, [write.expected_version, ttl, value])
             )
-        return [
-            ("profiles", [key for key, _ in group], [x for _, args in group for x in args])
+        calls = [
+            ("profiles", [key for _, key, _ in group], [x for _, _, args in group for x in args])
             for group in groups.values()
         ]
+        return calls, [index for group in groups.values() for index, _, _ in group]
 
     def _run(self, calls: list[tuple[str, list[str], list[Any]]], wait: bool) -> list[Any]:
         """Run script calls in one pipeline; with `wait`, then WAIT for the replicas on the
@@ -413,15 +428,16 @@ class StateStore:
             pipe.set(keys.wait_key(self.namespace, 0), 1)
             pipe.execute_command("WAIT", self._replicas, self._replica_timeout_ms)
         replies = self._execute(pipe, "EVALSHA", allow=rx.NoScriptError)
+        acknowledged = replies[-1] if wait else None
+        replies = replies[: len(calls)]
         lost = [i for i, reply in enumerate(replies) if isinstance(reply, rx.NoScriptError)]
-        if lost:
+        if lost:  # run again, and WAIT again: this WAIT came before their writes
             self._load_scripts()
-            again = self._run([calls[i] for i in lost], wait=False)
+            again = self._run([calls[i] for i in lost], wait=wait)
             for i, reply in zip(lost, again, strict=True):
                 replies[i] = reply
-        if wait:
-            self._acknowledged(replies.pop())
-            replies.pop()
+        elif wait:
+            self._acknowledged(acknowledged)
         return replies
 
     def _load_scripts(self) -> None:
@@ -471,7 +487,13 @@ class StateStore:
             pipe: Any = cluster.get_redis_connection(node).pipeline(transaction=False)
             pipe.set(key, 1)
             pipe.execute_command("WAIT", self._replicas, self._replica_timeout_ms)
-            self._acknowledged(self._execute(pipe, "WAIT")[1])
+            replies = self._execute(pipe, "WAIT", allow=rx.AskError)
+            if isinstance(replies[0], rx.AskError):  # MOVED or ASK: the slots moved
+                cluster.nodes_manager.initialize()
+                self._wait_keys.clear()
+                self.healthy = False
+                raise StateUnavailable(f"redis unavailable (WAIT): slots moving ({replies[0]})")
+            self._acknowledged(replies[1])
 
     def _wait_key(self, cluster: Any, node: str) -> str:
         for n in range(100_000):  # a few tries per node: the slots are spread evenly
@@ -510,6 +532,15 @@ def _translated(exc: Exception, command: str) -> Exception:
         return StateUnavailable(f"redis unavailable ({command}): {exc}")
     if isinstance(exc, rx.OutOfMemoryError):  # keys expire, an operator adds memory
         return StateUnavailable(f"redis is out of memory ({command}): {exc}")
+    if str(exc).startswith("STATELOST"):
+        return StateLost(
+            f"Redis lost state the worker wrote: {str(exc).removeprefix('STATELOST ')}. It "
+            "restarted empty or from an older snapshot, or failed over to a replica that "
+            "was behind (see --redis-replicas); going on would score those leads from an "
+            "older state. To rebuild, see README, Operations."
+        )
+    if isinstance(exc, rx.ResponseError) and str(exc).startswith(_RETRYABLE_REPLIES):
+        return StateUnavailable(f"redis unavailable ({command}): {exc}")
     if isinstance(exc, rx.MovedError):
         return StateRefused(
             f"Redis answered {command} with a redirection ({exc}): it is a Redis Cluster; "

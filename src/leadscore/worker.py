@@ -149,6 +149,9 @@ class Worker:
             input_topics=frozenset(self.decoders),
         )
         self.positions: dict[Partition, int] = {}  # next offset to process, as committed
+        # next offset after the batches this worker wrote and published: the progress
+        # marker of the partition is at least that while Redis keeps what it was told
+        self.written: dict[Partition, int] = {}
         self.event_times: dict[Partition, int] = {}  # newest event time processed
         self.verified: set[Partition] = set()  # assigned, and Redis holds their state
         self.cache = StateCache(settings.worker.state_cache)
@@ -262,6 +265,7 @@ class Worker:
         self.cache.clear()
         for partition in partitions:
             self.positions.pop(partition, None)
+            self.written.pop(partition, None)
             self.event_times.pop(partition, None)
             self.verified.discard(partition)
         self.book.revoked(partitions)
@@ -291,6 +295,7 @@ class Worker:
             return
         owned = self.consumer.assignment  # not those revoked while the batch waited
         self.positions.update((p, o) for p, o in offsets.items() if p in owned)
+        self.written.update((p, o) for p, o in offsets.items() if p in owned)
         # published: the next write drops what the batch kept (not on partitions a new
         # owner replays)
         finished = owned | self.handed_over
@@ -406,7 +411,7 @@ class Worker:
                     elif (entry := self.updates.rescheduled(profile, stored[profile])) is not None:
                         schedule.append(entry)  # a replay repairs an entry a crash left unset
                 # a marker below what this worker published there: Redis lost data
-                floors = {p: self.positions[p] for p in progress if p in self.positions}
+                floors = {p: self.written[p] for p in progress if p in self.written}
                 self.book.writing(token, {p for w in writes for p, o in w.outputs.items() if o})
                 with self.metrics.redis_call("save"):
                     conflicted = self.store.save(

@@ -411,15 +411,18 @@ def worker_until_committed(
     return process.returncode, str(output)
 
 
-def rewind(env: Env) -> None:
+def rewind(env: Env, offsets: dict[str, int] | None = None) -> None:
     """Reset the worker group's offsets to the beginning of every input topic (partition
-    0), as kafka-consumer-groups --reset-offsets --to-earliest --execute does."""
+    0), as kafka-consumer-groups --reset-offsets --to-earliest --execute does, or to
+    `offsets` (topic: offset)."""
     consumer = Consumer(
         {"bootstrap.servers": env.services.bootstrap_servers, "group.id": f"{env.prefix}-group"}
     )
     try:
         consumer.commit(
-            offsets=[TopicPartition(t, 0, 0) for t in env.input_topics.values()],
+            offsets=[
+                TopicPartition(t, 0, (offsets or {}).get(t, 0)) for t in env.input_topics.values()
+            ],
             asynchronous=False,
         )
     finally:

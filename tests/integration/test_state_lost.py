@@ -6,6 +6,8 @@ counts once."""
 from __future__ import annotations
 
 import pytest
+from confluent_kafka import Consumer, TopicPartition
+from confluent_kafka.admin import AdminClient
 
 from leadscore.errors import StateLost
 from leadscore.simulate import Traffic
@@ -13,6 +15,7 @@ from leadscore.state import keys
 from leadscore.state.store import StateStore
 from tests.integration.conftest import (
     Env,
+    Services,
     assert_counted_once,
     committed_all,
     rewind,
@@ -94,3 +97,36 @@ def test_redis_emptied_under_a_running_worker_stops_it_at_the_next_batch(env: En
     assert worker.worker.metrics.state_lost._value.get() >= 1
     env.workers.remove(worker)
     assert sum(max(o, 0) for o in env.committed().values()) == len(first)  # none of second
+
+
+def test_a_reset_to_the_earliest_retained_offsets_is_a_rebuild_not_a_loss(
+    env: Env, services: Services
+) -> None:
+    """Retention deleted the oldest events (here: delete_records) and Redis lost
+    everything: after the documented reset to the earliest offsets the worker starts (the
+    committed offsets skip nothing still readable) and scores what arrives."""
+    if not services.description.startswith("Apache Kafka"):
+        pytest.skip("deleting records is Apache Kafka's (the embedded broker lacks it)")
+    sent = _processed(env)
+    ends = {t: o for t, o in env.committed().items() if o > 0}
+    admin = AdminClient({"bootstrap.servers": services.bootstrap_servers})
+    for future in admin.delete_records([TopicPartition(t, 0, o) for t, o in ends.items()]).values():
+        future.result(30)
+    for key in env.redis.scan_iter(f"{env.prefix}:*"):
+        env.redis.delete(key)
+    consumer = Consumer({"bootstrap.servers": services.bootstrap_servers, "group.id": "x"})
+    try:  # the earliest retained offset of each topic, as --to-earliest would commit
+        earliest = {
+            t: consumer.get_watermark_offsets(TopicPartition(t, 0), timeout=10)[0]
+            for t in env.input_topics.values()
+        }
+    finally:
+        consumer.close()
+    assert all(earliest[t] == o for t, o in ends.items())
+    rewind(env, earliest)
+    later = Traffic(seed=43, leads=20, late_rate=0, malformed_rate=0).next(40)
+    worker = env.start_worker()
+    env.produce([(env.input_topics[m.record_type], m.key, m.value) for m in later])
+    committed_all(env, sent + later)
+    assert worker.thread.is_alive()
+    worker.stop()
